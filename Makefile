@@ -1,0 +1,35 @@
+# The two commands a newcomer runs: `make demo` (the main job) and `make test` (lint + tests).
+# Both run `make setup` first when .venv is missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint unit perf clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	# constraints.txt pins the whole stack: torch to the CPU build, mediapipe 0.10.21 (ships its
+	# face-mesh models), numpy<2 and protobuf<5 that it needs.
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/talkbench demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint unit
+
+perf: $(STAMP)
+	$(BIN)/talkbench perf all
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache demo

@@ -1,0 +1,79 @@
+"""The metric protocol (the torchmetrics pattern): ``update()`` per clip, ``compute()`` to reduce.
+
+The math lives in pure functions (``functional.py`` and friends) so the same code serves training,
+evaluation and distributed reduction; a Metric class only keeps per-clip values and aggregates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from talkbench.registry import Registry
+
+
+@dataclass
+class AlignedVideo:
+    """A video after the preparation pipeline's face tracking and alignment (same for both sides)."""
+
+    faces: np.ndarray  # (T, S, S, 3) uint8 aligned face crops
+    mouths: np.ndarray  # (T, h, w, 3) uint8 mouth crops
+    landmarks: np.ndarray  # (T, 478, 3) float32, in aligned-crop pixel coordinates
+    face_found: np.ndarray  # (T,) bool
+    pose: np.ndarray  # (T, 6) float32: yaw, pitch, roll (degrees), tx, ty, tz
+    aus: dict[str, np.ndarray]  # "AU25" -> (T,) float32 intensities on the 0-5 scale
+    fps: float = 25.0
+
+
+@dataclass
+class ClipPair:
+    """What a metric sees for one clip of a task."""
+
+    clip_id: str
+    generated: AlignedVideo
+    reference: AlignedVideo | None  # None for unpaired tasks
+    audio: np.ndarray  # float32 mono driving audio
+    sample_rate: int = 16_000
+    reference_image: np.ndarray | None = None  # aligned identity face, (S, S, 3) uint8
+    extra: dict = field(default_factory=dict)
+
+
+class Metric:
+    """Base class. Subclasses set the class attributes and implement ``score(pair)``."""
+
+    name: ClassVar[str]
+    variant: ClassVar[str] = "default"
+    #: "higher" or "lower" is better, per value key returned by score()
+    directions: ClassVar[dict[str, Literal["higher", "lower"]]] = {}
+    requires_reference: ClassVar[bool] = True
+    #: weights-store names this metric needs; missing weights make it unavailable, never zero
+    weights: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.per_clip: dict[str, dict[str, float]] = {}
+
+    def score(self, pair: ClipPair) -> dict[str, float]:
+        raise NotImplementedError
+
+    def update(self, pair: ClipPair) -> dict[str, float]:
+        values = self.score(pair)
+        self.per_clip[pair.clip_id] = values
+        return values
+
+    def compute(self) -> dict[str, float]:
+        """Mean over clips of each value, ignoring NaN (a clip where the value is undefined)."""
+        keys = sorted({k for v in self.per_clip.values() for k in v})
+        out = {}
+        for k in keys:
+            vals = np.array([v.get(k, np.nan) for v in self.per_clip.values()], dtype=np.float64)
+            out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        return out
+
+    def reset(self) -> None:
+        self.per_clip.clear()
+
+
+METRICS: Registry[type[Metric]] = Registry("metric")
+register_metric = METRICS.register

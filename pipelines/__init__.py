@@ -1,0 +1,1 @@
+"""Dataset preparation: any talking-face corpus to Parquet shards, on Dask, resumable."""

@@ -1,0 +1,90 @@
+"""The objects every stage shares: a clip record, the clip being processed, the worker context.
+
+A pipeline is a list of small stage functions with one signature (the video2dataset pattern)::
+
+    def stage(clip: Clip, cfg: StageConfig, ctx: WorkerContext) -> Clip
+
+A stage reads what earlier stages put on the clip, adds per-frame columns to ``clip.frames_table``
+and clip-level values to ``clip.info``, and raises :class:`talkbench.errors.ClipError` when the clip
+cannot go on. Stages are registered by name and ordered by the pipeline config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from talkbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One input clip as a dataset adapter yields it. ``clip_id`` is stable across runs."""
+
+    clip_id: str
+    dataset: str
+    source_path: str
+    speaker_id: str
+    split: str = "train"
+    transcript: str | None = None
+    #: word timings in seconds: ((start_s, end_s, word), ...), silence marked by adapters as "sil"
+    words: tuple[tuple[float, float, str], ...] | None = None
+
+
+@dataclass
+class Clip:
+    """The state of one clip as it moves through the stages."""
+
+    record: ClipRecord
+    #: decoded video at the target fps, (T, H, W, 3) uint8 RGB; dropped after the last image stage
+    video: np.ndarray | None = None
+    #: mono audio at the target sample rate, float32 in [-1, 1]
+    audio: np.ndarray | None = None
+    fps: float = 25.0
+    sample_rate: int = 16_000
+    #: clip-level columns of clips.parquet (see talkbench.schema.CLIP_FIELDS)
+    info: dict[str, Any] = field(default_factory=dict)
+    #: per-frame columns of frames/*.parquet: name -> array whose first axis is the frame index
+    frames_table: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return 0 if self.video is None else int(self.video.shape[0])
+
+
+class WorkerContext:
+    """Per-process resources (models) created once per worker and reused for every clip."""
+
+    def __init__(self) -> None:
+        self._resources: dict[str, Any] = {}
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        if key not in self._resources:
+            self._resources[key] = factory()
+        return self._resources[key]
+
+    def close(self) -> None:
+        for res in self._resources.values():
+            close = getattr(res, "close", None)
+            if callable(close):
+                close()
+        self._resources.clear()
+
+
+StageFn = Callable[[Clip, Any, WorkerContext], Clip]
+
+#: name -> (stage function, its pydantic config class)
+STAGES: Registry[tuple[StageFn, type]] = Registry("pipeline stage")
+
+
+def register_stage(name: str, config_cls: type) -> Callable[[StageFn], StageFn]:
+    """Register ``fn`` as stage ``name``; ``config_cls`` is the pydantic model of its settings."""
+
+    def decorator(fn: StageFn) -> StageFn:
+        STAGES.register(name)((fn, config_cls))
+        return fn
+
+    return decorator

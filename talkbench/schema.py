@@ -1,0 +1,123 @@
+"""The output contract of ``talkbench prepare``: what training and the benchmark read.
+
+Bump ``SCHEMA_VERSION`` (major for removed/renamed columns, minor for added ones) whenever a column
+changes; readers check the major version in ``manifest.json``.
+
+Layout of an output folder::
+
+    OUTPUT/clips.parquet          one row per input clip (ok, partial or failed)
+    OUTPUT/frames/*.parquet       one row per 25 fps frame, one row group per clip
+    OUTPUT/manifest.json          schema version, resolved config + hash, package versions, counts
+    OUTPUT/_state/                per-shard completion records used to resume (internal)
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+#: The speech-related AUs of the method (GUIDE §1) and the extra mouth/eye AUs we also estimate.
+SPEECH_AUS: tuple[str, ...] = ("AU10", "AU14", "AU20", "AU25", "AU26")
+EXTRA_AUS: tuple[str, ...] = ("AU12", "AU15", "AU17", "AU23", "AU45")
+ALL_AUS: tuple[str, ...] = SPEECH_AUS + EXTRA_AUS
+
+N_LANDMARKS = 478  # MediaPipe face mesh with iris refinement
+MFCC_DIM = 12  # c0 dropped (GUIDE §1)
+MEL_BINS = 80
+HOPS_PER_FRAME = 4  # 10 ms audio hops per 40 ms video frame at 25 fps
+FPS = 25
+SAMPLE_RATE = 16_000
+
+STATUSES = ("ok", "partial", "failed")
+
+#: Every ``error_kind`` a clip row may carry, with what it means. Failed clips always have one;
+#: partial clips carry ``face_gaps``.
+ERROR_KINDS: dict[str, str] = {
+    "file_missing": "the source file does not exist",
+    "empty_file": "the source file has zero bytes",
+    "not_video": "the file is not a container PyAV can open, or it has no video stream",
+    "truncated": "decoding stopped early: the file is cut or corrupt",
+    "no_audio": "the file has no audio stream",
+    "too_short": "shorter than the configured minimum duration",
+    "bad_frame_size": "frame size is zero, odd beyond repair, or too small for a face",
+    "no_face": "no face was found on any frame",
+    "face_gaps": "some frames have no face (longer than the interpolation limit); the clip is partial",
+    "au_backend": "the AU backend failed on this clip",
+    "internal": "an unexpected exception; the message has the traceback's last line",
+}
+
+CLIP_FIELDS: list[pa.Field] = [
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string()),
+    pa.field("speaker_id", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("source_path", pa.string()),
+    pa.field("status", pa.string()),  # ok | partial | failed
+    pa.field("error_kind", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("transcript", pa.string()),
+    pa.field("words_json", pa.string()),  # [[start_s, end_s, word], ...] when alignments exist
+    pa.field("n_frames", pa.int32()),
+    pa.field("fps", pa.float32()),
+    pa.field("sample_rate", pa.int32()),
+    pa.field("duration_s", pa.float32()),
+    pa.field("source_fps", pa.float32()),
+    pa.field("source_duration_s", pa.float32()),
+    pa.field("source_width", pa.int32()),
+    pa.field("source_height", pa.int32()),
+    pa.field("rotation", pa.int32()),
+    pa.field("av_diff_s", pa.float32()),  # audio duration - video duration, before trimming
+    pa.field("n_faces_max", pa.int32()),
+    pa.field("face_found_ratio", pa.float32()),
+    pa.field("n_interpolated", pa.int32()),
+    pa.field("face_size_mean", pa.float32()),
+    pa.field("det_conf_mean", pa.float32()),
+    pa.field("blur_mean", pa.float32()),
+    pa.field("identity_frame", pa.int32()),  # first usable frame: the identity image of GUIDE §1
+    pa.field("audio_pcm16", pa.binary()),  # raw 16 kHz mono audio, little-endian int16
+    pa.field("au_backend", pa.string()),
+    pa.field("shard", pa.string()),
+    pa.field("elapsed_s", pa.float32()),
+]
+CLIPS_SCHEMA = pa.schema(CLIP_FIELDS, metadata={"talkbench_schema": SCHEMA_VERSION})
+
+POSE_COLUMNS = ("yaw", "pitch", "roll", "tx", "ty", "tz")
+
+
+def au_column(au: str) -> str:
+    return f"{au}_r"
+
+
+FRAME_FIELDS: list[pa.Field] = [
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("frame_idx", pa.int32(), nullable=False),
+    pa.field("timestamp_s", pa.float32()),
+    pa.field("face_found", pa.bool_()),
+    pa.field("face_interpolated", pa.bool_()),
+    pa.field("n_faces", pa.int8()),
+    # 478 x 3 float32, row-major (x, y in source-frame pixels; z in the same scale as x)
+    pa.field("landmarks", pa.list_(pa.float32(), N_LANDMARKS * 3)),
+    # 2 x 3 similarity transform mapping source-frame pixels to the aligned face crop
+    pa.field("align_matrix", pa.list_(pa.float32(), 6)),
+    *[pa.field(c, pa.float32()) for c in POSE_COLUMNS],
+    *[pa.field(au_column(a), pa.float32()) for a in ALL_AUS],
+    pa.field("face", pa.binary()),  # encoded aligned face crop (PNG or JPEG, PIL opens it)
+    pa.field("mouth", pa.binary()),  # encoded mouth crop
+    # the 4 MFCC hops (10 ms each) of this 40 ms frame, 4 x 12 row-major; a frame's 350 ms window
+    # is the concatenation over neighbouring frames (see talkbench.pipelines.stages.audio_features)
+    pa.field("mfcc", pa.list_(pa.float32(), HOPS_PER_FRAME * MFCC_DIM)),
+    pa.field("logmel", pa.list_(pa.float32(), HOPS_PER_FRAME * MEL_BINS)),  # 4 x 80 row-major
+    pa.field("face_size", pa.float32()),  # inter-ocular distance in source pixels
+    pa.field("det_conf", pa.float32()),
+    pa.field("blur", pa.float32()),  # variance of the Laplacian of the face crop (higher = sharper)
+]
+FRAMES_SCHEMA = pa.schema(FRAME_FIELDS, metadata={"talkbench_schema": SCHEMA_VERSION})
+
+
+def clip_columns() -> list[str]:
+    return [f.name for f in CLIP_FIELDS]
+
+
+def frame_columns() -> list[str]:
+    return [f.name for f in FRAME_FIELDS]
