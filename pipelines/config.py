@@ -6,7 +6,10 @@ command line with ``-o section.key=value``.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
 from talkbench.pipelines.stages.align import AlignConfig
 from talkbench.pipelines.stages.au import AUConfig
 from talkbench.pipelines.stages.audio_features import AudioFeaturesConfig
@@ -33,15 +36,21 @@ class SplitConfig(StrictModel):
 
 
 class ExecutionConfig(StrictModel):
-    workers: int | None = Field(None, ge=1, description="worker processes; default one per core")
-    threads_per_worker: int = Field(1, ge=1)
-    scheduler: str | None = Field(None, description="tcp://host:port of an existing Dask scheduler")
-    clips_per_shard: int = Field(16, ge=1)
-    max_in_flight: int | None = Field(None, ge=1, description="bounded futures; default 2 per worker")
-    memory_limit: str = "auto"
+    """How the job runs on Dask. Not part of the output's identity: change freely between reruns."""
+
+    workers: int | None = Field(None, ge=1, description="LocalCluster worker processes; default one per core")
+    threads_per_worker: int = Field(1, ge=1, description="keep 1: parallelism comes from processes")
+    scheduler: str | None = Field(
+        None, description="tcp://host:port of an existing Dask scheduler (see configs/slurm_example.yaml)"
+    )
+    clips_per_shard: int = Field(16, ge=1, description="clips per frames/*.parquet file (one row group each)")
+    max_in_flight: int | None = Field(None, ge=1, description="clip tasks pending at once; default 2 per worker")
+    memory_limit: str = Field("auto", description="per-worker memory limit of the LocalCluster, e.g. 4GiB")
 
 
 class PipelineConfig(StrictModel):
+    """Everything ``talkbench prepare`` needs besides the dataset: stages, their settings, execution."""
+
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
@@ -65,3 +74,105 @@ class PipelineConfig(StrictModel):
         if self.stages[:1] != ["decode"]:
             raise ValueError("the first stage must be 'decode'")
         return self
+
+
+# -- configs/pipeline.yaml --------------------------------------------------------------------------
+#: comments for fields whose pydantic ``Field`` has no ``description`` (the YAML documents every field)
+FIELD_NOTES: dict[str, str] = {
+    "stages": "stages in order; the first must be decode. Columns of stages left out are written as nulls",
+    "landmarks.max_faces": "faces MediaPipe tracks at most; the main face is chosen among them",
+    "landmarks.min_detection_confidence": "MediaPipe face-detection threshold",
+    "landmarks.min_tracking_confidence": "MediaPipe tracking threshold (below it, detect again)",
+    "align.crop_size": "aligned face crop side in pixels",
+    "align.template_eye_y": "eye height in the template, as a fraction of the crop",
+    "align.template_eye_distance": "inter-ocular distance in the template, as a fraction of the crop",
+    "align.template_nose_y": "nose-tip height in the template, as a fraction of the crop",
+    "au.backend": "AU estimator: geometric (landmark model, no binary) or openface (FeatureExtraction)",
+    "audio_features.n_fft": "FFT size of the MFCC",
+    "audio_features.fmin": "lowest MFCC filter edge in Hz",
+    "audio_features.fmax": "highest MFCC filter edge in Hz",
+    "audio_features.drop_c0": "drop the energy coefficient c0 (GUIDE: 12 coefficients remain)",
+    "audio_features.logmel_bins": "log-mel bins",
+    "audio_features.logmel_window": "log-mel STFT window",
+    "audio_features.logmel_fmin": "log-mel lowest frequency in Hz",
+    "audio_features.logmel_norm": "mel filter normalisation (librosa)",
+    "audio_features.logmel_floor": "power floor before the log of the log-mel",
+    "encode.image_format": "face/mouth crop encoding: jpeg (small) or png (lossless)",
+    "encode.jpeg_quality": "JPEG quality 1-100",
+    "encode.png_compression": "PNG zlib level 0-9 (speed vs size)",
+    "split.val_fraction": "share of speakers in val (by a stable hash of the speaker id)",
+    "split.test_fraction": "share of speakers in test",
+    "split.seed": "seed of the speaker hash",
+    "split.val_speakers": "explicit val speakers (win over the fraction)",
+    "split.test_speakers": "explicit test speakers, e.g. the standard GRID test speakers",
+}
+
+
+def _field_doc(path: str, field: Any) -> str | None:
+    return field.description or FIELD_NOTES.get(path)
+
+
+def undocumented_fields() -> list[str]:
+    """Dotted names of fields with neither a description nor a note (a test keeps this empty)."""
+    missing = []
+    for name, field in PipelineConfig.model_fields.items():
+        section = field.default_factory() if field.default_factory else None
+        if isinstance(section, BaseModel):
+            missing += [f"{name}.{k}" for k, f in type(section).model_fields.items() if not _field_doc(f"{name}.{k}", f)]
+        elif not _field_doc(name, field):
+            missing.append(name)
+    return missing
+
+
+def _yaml_value(v: Any) -> str:
+    """One YAML flow value; floats keep a dot so PyYAML reads 1.0e-10 as a number, not a string."""
+    if isinstance(v, float):
+        text = repr(v)
+        mantissa, _, exp = text.partition("e")
+        return (mantissa if "." in mantissa or "n" in mantissa else mantissa + ".0") + (f"e{exp}" if exp else "")
+    if isinstance(v, list):
+        return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def _section_doc(section: BaseModel, name: str) -> list[str]:
+    """The class docstring's first paragraph, else the first line of its module's docstring."""
+    import sys
+    import textwrap
+
+    doc = (type(section).__doc__ or "").strip().split("\n\n")[0]
+    if not doc:
+        doc = (sys.modules[type(section).__module__].__doc__ or name).strip().splitlines()[0]
+    return textwrap.wrap(" ".join(doc.split()), 106)
+
+
+def render_yaml() -> str:
+    """configs/pipeline.yaml: every default with its comment (``python -m talkbench.pipelines.config``)."""
+    cfg = PipelineConfig()
+    out = [
+        "# talkbench prepare: the pipeline config. Every value here is the built-in default; a file passed",
+        "# with --config may hold any subset, and every field can be overridden on the command line:",
+        "#   talkbench prepare ... --config my.yaml -o landmarks.max_gap_frames=3 -o stages=[decode,landmarks]",
+        "# Generated from the config classes: python -m talkbench.pipelines.config > configs/pipeline.yaml",
+        "# Changing any value but execution.* makes a new output identity: an existing OUTPUT refuses it.",
+        "",
+    ]
+    for name, field in PipelineConfig.model_fields.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, BaseModel):
+            out += [f"# {_field_doc(name, field)}", f"{name}: {_yaml_value(value)}", ""]
+            continue
+        out += [f"# {line}" for line in _section_doc(value, name)]
+        fields = type(value).model_fields
+        out.append(f"{name}:" if fields else f"{name}: {{}}  # no settings")
+        for key, f in fields.items():
+            note = _field_doc(f"{name}.{key}", f)
+            if note:
+                out.append(f"  # {note}")
+            out.append(f"  {key}: {_yaml_value(getattr(value, key))}")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render_yaml(), end="")

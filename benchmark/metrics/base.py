@@ -45,19 +45,56 @@ class Metric:
 
     name: ClassVar[str]
     variant: ClassVar[str] = "default"
-    #: "higher" or "lower" is better, per value key returned by score()
+    #: "higher" or "lower" is better, per value key returned by score(); a key absent here is
+    #: informational (e.g. a signed offset) and has no better/worse direction
     directions: ClassVar[dict[str, Literal["higher", "lower"]]] = {}
     requires_reference: ClassVar[bool] = True
     #: weights-store names this metric needs; missing weights make it unavailable, never zero
     weights: ClassVar[tuple[str, ...]] = ()
+    #: True when the value exists only over the whole task (FID): per-clip rows stay empty and
+    #: ``compute()`` gives the value; the harness must not bootstrap it over clips.
+    corpus_level: ClassVar[bool] = False
 
-    def __init__(self) -> None:
+    def __init__(self, device: str | None = None) -> None:
+        """``device``: torch device for batched metrics (None = CUDA when available, else CPU)."""
         self.per_clip: dict[str, dict[str, float]] = {}
+        self.device = device
+        self._ready = False
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this metric cannot run here (missing weights...), or None when it can.
+
+        The harness records the reason ("unavailable: ...") instead of a value; never zero.
+        """
+        if not cls.weights:
+            return None
+        from talkbench.weights import missing_weights
+
+        missing = missing_weights(cls.weights)
+        if missing:
+            return f"weights missing: {', '.join(missing)} (see `talkbench weights list`)"
+        return None
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls.unavailable_reason() is None
+
+    def setup(self) -> None:
+        """Load models once (called lazily by ``update``); raise WeightsMissingError when unavailable."""
+
+    def _ensure_setup(self) -> None:
+        if not self._ready:
+            self.setup()
+            self._ready = True
 
     def score(self, pair: ClipPair) -> dict[str, float]:
         raise NotImplementedError
 
     def update(self, pair: ClipPair) -> dict[str, float]:
+        if self.requires_reference and pair.reference is None:
+            raise ValueError(f"metric {self.name!r} needs a reference video; clip {pair.clip_id!r} has none")
+        self._ensure_setup()
         values = self.score(pair)
         self.per_clip[pair.clip_id] = values
         return values

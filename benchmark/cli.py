@@ -1,0 +1,110 @@
+"""``talkbench bench``: make-task, list, run, leaderboard. Handlers import the heavy parts lazily."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+SPEC_HELP = ("a folder or .zip/.tar of <clip_id>.mp4 (outputs first), builtin:ground-truth, builtin:static-frame, "
+             "builtin:shifted?k=5, checkpoint:CKPT, or module:Class (adapter with generate(reference_image, "
+             "audio_16k, fps)); repeatable")
+
+
+def register(sub: Any, perf_sub: Any) -> None:
+    b = sub.add_parser("bench", help="benchmark talking-head models: tasks, submissions, MLflow, leaderboards",
+                       description="Three steps: make-task (from prepared shards), run (one MLflow run per "
+                       "submission), leaderboard.")
+    bsub = b.add_subparsers(dest="bench_command", metavar="STEP", required=True)
+
+    m = bsub.add_parser("make-task", help="write a versioned, hashed task manifest from prepared shards")
+    m.add_argument("--shards", required=True, help="prepared shards folder (talkbench prepare --output)")
+    m.add_argument("--name", required=True, help="task name (letters, digits, _ - .)")
+    m.add_argument("--split", default="test")
+    m.add_argument("--kind", choices=["paired", "unpaired"], default="paired",
+                   help="paired: each clip's own audio (full-reference metrics); unpaired: another clip's "
+                   "audio drives the face (no-reference metrics only)")
+    m.add_argument("--max-clips", type=int, default=None, help="first N usable clips by clip id")
+    m.add_argument("--primary-metric", default=None, help="leaderboard ranking key (default: lmd / av_xcorr_peak)")
+    m.add_argument("--tasks-dir", default=None, help="default $TALKBENCH_TASKS_DIR or ./tasks")
+    m.set_defaults(handler=_make_task)
+
+    ls = bsub.add_parser("list", help="registered tasks (latest version of each)")
+    ls.add_argument("--tasks-dir", default=None)
+    ls.set_defaults(handler=_list)
+
+    r = bsub.add_parser("run", help="score submissions on a task; one MLflow run each")
+    r.add_argument("--task", required=True, help="task name, name@VERSION, or a task YAML path")
+    r.add_argument("--submission", required=True, action="append", metavar="SPEC", help=SPEC_HELP)
+    r.add_argument("--name", default=None, help="display name of the (single) submission")
+    r.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or "
+                   "sqlite:///mlflow.db)")
+    r.add_argument("--rerun", action="store_true", help="replace an earlier run of the same submission on "
+                   "the same task (otherwise refused)")
+    r.add_argument("--metrics", default=None, help="comma-separated metric names (default: all registered)")
+    r.add_argument("--outputs-dir", default=None, help="where generated videos are kept "
+                   "(default bench_outputs/<task>/<submission>/)")
+    r.add_argument("--length-tolerance", type=int, default=1,
+                   help="frames a submission may be off by (trimmed/padded); more is a wrong_length error")
+    r.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if available)")
+    r.add_argument("--tasks-dir", default=None)
+    r.set_defaults(handler=_run)
+
+    lb = bsub.add_parser("leaderboard", help="one row per submission from MLflow, sorted by the primary metric")
+    lb.add_argument("--task", required=True, help="task name (latest version) or name@VERSION")
+    lb.add_argument("--format", choices=["md", "html", "csv"], default="md")
+    lb.add_argument("--out", default=None, help="output file (default reports/leaderboards/<task>.<format>)")
+    lb.add_argument("--tracking-uri", default=None)
+    lb.set_defaults(handler=_leaderboard)
+
+
+def _make_task(args: argparse.Namespace) -> int:
+    from talkbench.benchmark.tasks import build_task, save_task
+
+    task = build_task(args.shards, args.name, split=args.split, kind=args.kind, max_clips=args.max_clips,
+                      primary_metric=args.primary_metric)
+    stored, path, new = save_task(task, args.tasks_dir)
+    state = "wrote" if new else "unchanged (same content as)"
+    print(f"{state} task {stored.ref}: {len(stored.clips)} {stored.kind} clips from split {stored.split!r}, "
+          f"hash {stored.hash[:16]} -> {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from talkbench.benchmark.tasks import list_tasks, tasks_dir
+
+    tasks = list_tasks(args.tasks_dir)
+    if not tasks:
+        print(f"no tasks in {tasks_dir(args.tasks_dir)} (create one with `talkbench bench make-task`)")
+        return 0
+    print(f"{'task':<28}{'kind':<10}{'clips':>6}  {'primary':<16}{'hash':<18}shards")
+    for t in tasks:
+        print(f"{t.ref:<28}{t.kind:<10}{len(t.clips):>6}  {t.primary_metric:<16}{t.hash[:16]:<18}{t.shards}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from talkbench.benchmark.evaluator import summary_table
+    from talkbench.benchmark.harness import run_submissions
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    results = run_submissions(args.task, args.submission, name=args.name, tracking_uri=args.tracking_uri,
+                              rerun=args.rerun, metrics=metrics, outputs_dir=args.outputs_dir,
+                              length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device)
+    for result, run_id in results:
+        print(summary_table(result))
+        print(f"  MLflow run {run_id}" + (f"; videos kept in {result.videos_dir}" if result.videos_dir else ""))
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from talkbench.benchmark import runs
+    from talkbench.benchmark.leaderboard import to_markdown, write_leaderboard
+
+    runs.use_tracking(args.tracking_uri)
+    path, board = write_leaderboard(args.task, args.format, args.out)
+    if args.format != "md":
+        print(to_markdown(board))
+    else:
+        print(path.read_text(encoding="utf-8"))
+    print(f"wrote {path}")
+    return 0

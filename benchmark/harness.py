@@ -1,0 +1,55 @@
+"""`talkbench bench run` as a function: task + submission specs -> evaluated, logged MLflow runs."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from talkbench.benchmark import runs
+from talkbench.benchmark.evaluator import EvalResult, evaluate
+from talkbench.benchmark.preprocess import Preprocessor
+from talkbench.benchmark.submissions import load_submission
+from talkbench.benchmark.tasks import load_task
+
+from talkbench.errors import TalkbenchError
+
+log = logging.getLogger(__name__)
+DEFAULT_OUTPUTS = Path("bench_outputs")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "submission"
+
+
+def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tracking_uri: str | None = None,
+                    rerun: bool = False, metrics: list[str] | None = None, outputs_dir: str | Path | None = None,
+                    length_tolerance: int = 1, tasks_dir: str | Path | None = None, device: str | None = None,
+                    log_to_mlflow: bool = True) -> list[tuple[EvalResult, str | None]]:
+    """Score each submission on the task (ground truth processed once), log one MLflow run each.
+
+    Duplicates are checked for every submission BEFORE any scoring, so a refused rerun costs nothing.
+    """
+    if name and len(specs) > 1:
+        raise TalkbenchError("--name names one submission; give one --submission with it")
+    task = load_task(task_ref, tasks_dir)
+    subs = [load_submission(s, name, length_tolerance) for s in specs]
+    supersedes: list[list[str]] = []
+    if log_to_mlflow:
+        runs.use_tracking(tracking_uri)
+        for sub in subs:
+            supersedes.append(runs.check_duplicate(task, sub, rerun))
+    base = Path(outputs_dir) if outputs_dir else DEFAULT_OUTPUTS / slug(task.ref.replace("@", "-v"))
+    pre = Preprocessor(task)
+    out: list[tuple[EvalResult, str | None]] = []
+    try:
+        for i, sub in enumerate(subs):
+            result = evaluate(task, sub, metric_names=metrics, videos_dir=base / slug(sub.name), device=device,
+                              preprocessor=pre)
+            run_id = runs.log_result(result, supersedes[i], length_tolerance) if log_to_mlflow else None
+            out.append((result, run_id))
+    finally:
+        pre.close()
+        for sub in subs:
+            sub.close()
+    return out

@@ -1,0 +1,117 @@
+"""Landmark metrics: LMD on the mouth (full reference) and landmark jitter (no reference).
+
+Landmarks are MediaPipe face-mesh points in aligned-crop pixels (x, y; z is ignored), so both sides
+share one pixel scale: the aligned face crop of the task's preprocessing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
+from talkbench.benchmark.metrics.common import paired_mask, reference_of
+
+#: MediaPipe FACEMESH_LIPS: the 20 outer and 20 inner lip contour points (40 in all)
+LIPS_OUTER: tuple[int, ...] = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39,
+                               40, 185)
+LIPS_INNER: tuple[int, ...] = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81,
+                               80, 191)
+LIPS: tuple[int, ...] = LIPS_OUTER + LIPS_INNER
+INNER_UPPER, INNER_LOWER = 13, 14  # mid points of the inner upper and lower lip
+MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # mouth corners
+
+
+def lmd_frames(gen: np.ndarray, ref: np.ndarray, reduce: str = "mean", points: tuple[int, ...] = LIPS) -> np.ndarray:
+    """Per-frame landmark distance of (N, 478, >=2) arrays on ``points``, each set centred on its own mean.
+
+    ``reduce="mean"``: mean over points of the Euclidean distance; ``"sum"``: sum over points.
+    """
+    if gen.shape != ref.shape:
+        raise ValueError(f"landmark arrays differ in shape: {gen.shape} vs {ref.shape}")
+    idx = list(points)
+    a = gen[:, idx, :2].astype(np.float64)
+    b = ref[:, idx, :2].astype(np.float64)
+    a -= a.mean(axis=1, keepdims=True)
+    b -= b.mean(axis=1, keepdims=True)
+    d = np.linalg.norm(a - b, axis=2)
+    if reduce == "mean":
+        return d.mean(axis=1)
+    if reduce == "sum":
+        return d.sum(axis=1)
+    raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+
+
+def jitter(landmarks: np.ndarray, found: np.ndarray | None = None) -> tuple[float, float]:
+    """(mean velocity, mean acceleration) of all landmarks in pixels/frame, over runs of found frames.
+
+    Velocity |x[t+1] - x[t]| and acceleration |x[t+2] - 2 x[t+1] + x[t]| (Euclidean, x and y) use only
+    windows whose frames all have a face, so a lost face never reads as a jump.
+    """
+    x = landmarks[..., :2].astype(np.float64)
+    ok = np.ones(len(x), bool) if found is None else np.asarray(found, bool)
+    vel = np.linalg.norm(x[1:] - x[:-1], axis=2).mean(axis=1)
+    acc = np.linalg.norm(x[2:] - 2 * x[1:-1] + x[:-2], axis=2).mean(axis=1)
+    v_ok = ok[1:] & ok[:-1]
+    a_ok = ok[2:] & ok[1:-1] & ok[:-2]
+    v = float(vel[v_ok].mean()) if v_ok.any() else math.nan
+    a = float(acc[a_ok].mean()) if a_ok.any() else math.nan
+    return v, a
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip gap divided by mouth width, per frame: scale-free mouth opening."""
+    x = landmarks[..., :2].astype(np.float64)
+    gap = np.linalg.norm(x[:, INNER_UPPER] - x[:, INNER_LOWER], axis=1)
+    width = np.linalg.norm(x[:, MOUTH_LEFT] - x[:, MOUTH_RIGHT], axis=1)
+    return gap / np.maximum(width, 1e-6)
+
+
+class _LMDBase(Metric):
+    reduce: str = "mean"
+    key: str = "lmd"
+
+    def score(self, pair: ClipPair) -> dict[str, float]:
+        ref = reference_of(pair)
+        m = paired_mask(pair.generated, ref)
+        n = len(m)
+        if not m.any():
+            return {self.key: math.nan}
+        d = lmd_frames(pair.generated.landmarks[:n][m], ref.landmarks[:n][m], self.reduce)
+        return {self.key: float(d.mean())}
+
+
+@register_metric("lmd")
+class LMD(_LMDBase):
+    """Mouth LMD: mean over frames of the mean per-point distance of the 40 lip points (crop pixels)."""
+
+    name = "lmd"
+    variant = "lmd-mean"
+    reduce = "mean"
+    key = "lmd"
+    directions = {"lmd": "lower"}
+
+
+@register_metric("lmd-sum")
+class LMDSum(_LMDBase):
+    """Mouth LMD, sum variant: mean over frames of the summed per-point distance of the 40 lip points."""
+
+    name = "lmd-sum"
+    variant = "lmd-sum"
+    reduce = "sum"
+    key = "lmd_sum"
+    directions = {"lmd_sum": "lower"}
+
+
+@register_metric("landmark-jitter")
+class LandmarkJitter(Metric):
+    """Temporal jitter of the generated landmarks (all 478 points, crop pixels per frame; lower = steadier)."""
+
+    name = "landmark-jitter"
+    variant = "jitter-all478-vel-acc"
+    directions = {"jitter_vel": "lower", "jitter_acc": "lower"}
+    requires_reference = False
+
+    def score(self, pair: ClipPair) -> dict[str, float]:
+        v, a = jitter(pair.generated.landmarks, pair.generated.face_found)
+        return {"jitter_vel": v, "jitter_acc": a}

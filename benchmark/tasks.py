@@ -1,0 +1,319 @@
+"""Benchmark tasks: versioned, hashed manifests of test clips built from prepared shards.
+
+A task (the lm-evaluation-harness idea) is a YAML file ``TASKS_DIR/<name>/v<N>.yaml`` that says, per
+clip, which face is the reference (a clip's ``identity_frame``), which audio drives it (a clip's
+``audio_pcm16`` in ``clips.parquet``) and where the ground truth is (the clip's ``source_path``, decoded
+again at evaluation time so real and generated videos go through the same processing). Its hash covers
+everything that can change a number, and is recorded with every result.
+
+``make_task`` is idempotent: the same content under the same name keeps its version; changed content
+becomes version N+1 (old versions stay loadable as ``name@N``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import Field, ValidationError
+
+from talkbench.config import StrictModel, format_validation_error
+from talkbench.errors import ConfigError, TalkbenchError
+
+TASK_FORMAT = 1
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Ranking metric when make-task is not told otherwise (a value key of a registered metric).
+DEFAULT_PRIMARY = {"paired": "lmd", "unpaired": "av_xcorr_peak"}
+#: Clip statuses of clips.parquet a task takes: partial clips have frames without a face, which would
+#: make the ground truth itself incomplete.
+USABLE_STATUSES = ("ok",)
+
+
+class TaskClip(StrictModel):
+    """One test item. For paired tasks all three clip ids are the same clip."""
+
+    clip_id: str
+    reference_clip: str  # whose identity frame is the reference face
+    reference_frame: int = Field(ge=0)
+    reference_source: str  # that clip's source video
+    audio_clip: str  # whose audio_pcm16 drives the generation
+    ground_truth: str | None  # source video of the ground truth; None for unpaired tasks
+    n_frames: int = Field(ge=1)  # frames to generate: the driving audio's length at the task fps
+
+
+class TaskManifest(StrictModel):
+    format: int = TASK_FORMAT
+    name: str
+    version: int = Field(1, ge=1)
+    kind: Literal["paired", "unpaired"]
+    split: str
+    shards: str  # absolute path of the prepared shards folder
+    shards_config_hash: str | None = None  # from the shards' manifest.json, when present
+    primary_metric: str
+    fps: float = 25.0
+    sample_rate: int = 16_000
+    #: the preparation pipeline's face settings (landmarks, align, pose, au sections), copied from the
+    #: shards' manifest.json so generated videos are processed exactly like the data was
+    preprocessing: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    selection: dict[str, Any] = Field(default_factory=dict)  # how the clips were chosen (for the record)
+    clips: list[TaskClip]
+    created_utc: str = ""
+    hash: str = ""
+
+    def content_hash(self) -> str:
+        """sha256 of everything but name, version, creation time and the hash itself."""
+        data = self.model_dump(mode="json", exclude={"name", "version", "created_utc", "hash"})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def paired(self) -> bool:
+        return self.kind == "paired"
+
+
+def tasks_dir(path: str | Path | None = None) -> Path:
+    """``--tasks-dir``, else ``$TALKBENCH_TASKS_DIR``, else ``./tasks`` (tasks point at local shards)."""
+    return Path(path or os.environ.get("TALKBENCH_TASKS_DIR") or "tasks")
+
+
+def _read_shards_manifest(shards: Path) -> dict[str, Any]:
+    path = shards / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise TalkbenchError(f"{path}: not valid JSON: {e}") from None
+
+
+def _preprocessing_from(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The face-processing sections of the shards' resolved config, else the pipeline defaults."""
+    from talkbench.pipelines.config import PipelineConfig
+
+    resolved = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    cfg = PipelineConfig()
+    out = {}
+    for section in ("decode", "landmarks", "align", "pose", "au"):
+        data = resolved.get(section)
+        model = getattr(cfg, section)
+        out[section] = type(model).model_validate(data).model_dump(mode="json") if data else model.model_dump(
+            mode="json")
+    return out
+
+
+def _read_clips(shards: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    path = shards / "clips.parquet"
+    if not path.is_file():
+        raise TalkbenchError(f"{shards} has no clips.parquet: not a prepared shards folder")
+    cols = ["clip_id", "speaker_id", "split", "status", "source_path", "identity_frame", "n_frames", "fps",
+            "sample_rate"]
+    table = pq.read_table(path)
+    missing = [c for c in cols + ["audio_pcm16"] if c not in table.column_names]
+    if missing:
+        raise TalkbenchError(f"{path} lacks column(s) {missing}; re-run `talkbench prepare`")
+    return table.select(cols).to_pandas()
+
+
+def _pair_unpaired(clips: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Reference clip i is driven by the next clip in order spoken by ANOTHER speaker (if any)."""
+    if len(clips) < 2:
+        raise TalkbenchError("an unpaired task needs at least 2 clips (audio comes from another clip)")
+    pairs = []
+    n = len(clips)
+    for i, ref in enumerate(clips):
+        others = [clips[(i + j) % n] for j in range(1, n)]
+        other_speaker = [c for c in others if c["speaker_id"] != ref["speaker_id"]]
+        pairs.append((ref, (other_speaker or others)[0]))
+    return pairs
+
+
+def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "paired",
+               max_clips: int | None = None, primary_metric: str | None = None) -> TaskManifest:
+    """Select the usable clips of ``split`` (sorted by clip id, first ``max_clips``) into a manifest."""
+    if not NAME_RE.match(name):
+        raise ConfigError(f"task name {name!r} must be letters, digits, '_', '-', '.' (no '/' or spaces)")
+    if kind not in DEFAULT_PRIMARY:
+        raise ConfigError(f"task kind {kind!r}: allowed: paired, unpaired")
+    if max_clips is not None and max_clips < 1:
+        raise ConfigError(f"--max-clips {max_clips}: must be >= 1")
+    shards = Path(shards).resolve()
+    if not shards.is_dir():
+        raise TalkbenchError(f"shards folder not found: {shards}")
+    shards_manifest = _read_shards_manifest(shards)
+    df = _read_clips(shards)
+    in_split = df[df["split"] == split]
+    if in_split.empty:
+        splits = sorted(df["split"].dropna().unique())
+        raise TalkbenchError(f"no clips in split {split!r} of {shards}; splits there: {splits}")
+    usable = in_split[in_split["status"].isin(USABLE_STATUSES) & in_split["identity_frame"].notna()]
+    if usable.empty:
+        raise TalkbenchError(f"split {split!r} of {shards} has no clip with status {USABLE_STATUSES}")
+    usable = usable.sort_values("clip_id")
+    n_usable = int(len(usable))
+    if max_clips:
+        usable = usable.head(max_clips)
+    rows = usable.to_dict("records")
+    fps = float(rows[0]["fps"] or 25.0)
+    sample_rate = int(rows[0]["sample_rate"] or 16_000)
+
+    def ref_fields(r: dict[str, Any]) -> dict[str, Any]:
+        return {"reference_clip": r["clip_id"], "reference_frame": int(r["identity_frame"]),
+                "reference_source": str(r["source_path"])}
+
+    clips = []
+    if kind == "paired":
+        for r in rows:
+            clips.append(TaskClip(clip_id=r["clip_id"], audio_clip=r["clip_id"], ground_truth=str(r["source_path"]),
+                                  n_frames=int(r["n_frames"]), **ref_fields(r)))
+    else:
+        for ref, drv in _pair_unpaired(rows):
+            clips.append(TaskClip(clip_id=f"{ref['clip_id']}__by__{drv['clip_id']}", audio_clip=drv["clip_id"],
+                                  ground_truth=None, n_frames=int(drv["n_frames"]), **ref_fields(ref)))
+    task = TaskManifest(
+        name=name, kind=kind, split=split, shards=str(shards),
+        shards_config_hash=shards_manifest.get("config_hash"),
+        primary_metric=primary_metric or DEFAULT_PRIMARY[kind], fps=fps, sample_rate=sample_rate,
+        preprocessing=_preprocessing_from(shards_manifest),
+        selection={"split": split, "statuses": list(USABLE_STATUSES), "order": "clip_id",
+                   "max_clips": max_clips, "in_split": int(len(in_split)), "usable": n_usable,
+                   "pairing": "same clip" if kind == "paired" else "next clip by another speaker"},
+        clips=clips,
+    )
+    return task
+
+
+def save_task(task: TaskManifest, root: str | Path | None = None) -> tuple[TaskManifest, Path, bool]:
+    """Write the task as a new version unless the latest version has the same content.
+
+    Returns (the stored manifest, its path, whether a new file was written).
+    """
+    folder = tasks_dir(root) / task.name
+    digest = task.content_hash()
+    versions = _versions(folder)
+    if versions:
+        latest = load_task(f"{task.name}@{versions[-1]}", root)
+        if latest.hash == digest:
+            return latest, folder / f"v{versions[-1]}.yaml", False
+    version = (versions[-1] + 1) if versions else 1
+    stored = task.model_copy(update={"version": version, "hash": digest,
+                                     "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"v{version}.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(stored.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+    return stored, path, True
+
+
+def _versions(folder: Path) -> list[int]:
+    found = []
+    for p in folder.glob("v*.yaml"):
+        if p.stem[1:].isdigit():
+            found.append(int(p.stem[1:]))
+    return sorted(found)
+
+
+def load_task(ref: str, root: str | Path | None = None) -> TaskManifest:
+    """``name`` (latest version), ``name@N``, or a path to a task YAML file."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return _load_file(path)
+    name, _, ver = ref.partition("@")
+    folder = tasks_dir(root) / name
+    versions = _versions(folder) if NAME_RE.match(name) else []
+    if not versions:
+        known = ", ".join(t.name for t in list_tasks(root)) or "none"
+        raise TalkbenchError(f"unknown task {name!r} in {tasks_dir(root)}; known: {known} "
+                             "(create one with `talkbench bench make-task`)")
+    if ver:
+        if not ver.lstrip("v").isdigit() or int(ver.lstrip("v")) not in versions:
+            raise TalkbenchError(f"task {name!r} has no version {ver!r}; versions: {versions}")
+        version = int(ver.lstrip("v"))
+    else:
+        version = versions[-1]
+    return _load_file(folder / f"v{version}.yaml")
+
+
+def _load_file(path: Path) -> TaskManifest:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        task = TaskManifest.model_validate(data)
+    except yaml.YAMLError as e:
+        raise TalkbenchError(f"{path}: not valid YAML: {e}") from None
+    except ValidationError as e:
+        raise TalkbenchError(format_validation_error(e, str(path))) from None
+    if task.format != TASK_FORMAT:
+        raise TalkbenchError(f"{path}: task format {task.format}, this talkbench reads {TASK_FORMAT}")
+    if task.hash != task.content_hash():
+        raise TalkbenchError(f"{path}: content does not match its hash (edited by hand?); "
+                             "re-create it with `talkbench bench make-task`")
+    return task
+
+
+def list_tasks(root: str | Path | None = None) -> list[TaskManifest]:
+    """The latest version of every task under the tasks folder."""
+    base = tasks_dir(root)
+    out = []
+    if base.is_dir():
+        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+            versions = _versions(folder)
+            if versions:
+                out.append(_load_file(folder / f"v{versions[-1]}.yaml"))
+    return out
+
+
+@dataclass
+class TaskItem:
+    """One clip of a task with its driving audio loaded (float32 mono at the task sample rate)."""
+
+    clip: TaskClip
+    audio: np.ndarray
+    fps: float
+    sample_rate: int
+
+    @property
+    def clip_id(self) -> str:
+        return self.clip.clip_id
+
+
+def load_audio(task: TaskManifest) -> dict[str, np.ndarray]:
+    """audio_clip id -> float32 audio, read from the shards' ``audio_pcm16`` column (only those rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    wanted = sorted({c.audio_clip for c in task.clips})
+    path = Path(task.shards) / "clips.parquet"
+    if not path.is_file():
+        raise TalkbenchError(f"task {task.ref}: shards moved or deleted: {path} not found")
+    table = pq.read_table(path, columns=["clip_id", "audio_pcm16"])
+    table = table.filter(pc.is_in(table["clip_id"], value_set=pa.array(wanted)))
+    out = {}
+    for cid, pcm in zip(table["clip_id"].to_pylist(), table["audio_pcm16"].to_pylist(), strict=True):
+        if pcm:
+            out[cid] = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    missing = [c for c in wanted if c not in out]
+    if missing:
+        raise TalkbenchError(f"task {task.ref}: no audio_pcm16 in {path} for clip(s) {missing[:5]}")
+    return out
+
+
+def iter_items(task: TaskManifest) -> Iterator[TaskItem]:
+    audio = load_audio(task)
+    for clip in task.clips:
+        yield TaskItem(clip=clip, audio=audio[clip.audio_clip], fps=task.fps, sample_rate=task.sample_rate)

@@ -1,0 +1,90 @@
+"""Sub-commands of the models area: train, generate, perf loader, perf training (torch imported lazily)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+MODEL_NAMES = ("au_classifier", "audio_to_au", "au_rgan", "tcn_sa", "sync_expert")
+
+
+def register(sub: Any, perf_sub: Any) -> None:
+    t = sub.add_parser(
+        "train",
+        help="train a model on prepared shards (DDP: torchrun --nproc-per-node N talkbench train ...)",
+        description="One explicit training loop for every model. Runs are tracked in MLflow "
+        "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db); checkpoints go to train.out_dir/MODEL/RUN/step_N.",
+    )
+    t.add_argument("model", choices=MODEL_NAMES)
+    t.add_argument("--shards", required=True, help="prepared shard folder (talkbench prepare output)")
+    t.add_argument("--config", default=None, help="YAML with model/loss/data/train sections (configs/models/*.yaml)")
+    t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. -o train.steps=100 -o model.fusion.cell=lstm")
+    t.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="resume from a checkpoint folder, or (no value) the latest one of train.run_name")
+    t.set_defaults(handler=_train)
+
+    g = sub.add_parser("generate", help="make a talking-head video from one face image and speech audio")
+    g.add_argument("--checkpoint", required=True, help="an au_rgan or tcn_sa checkpoint (folder or model.safetensors)")
+    g.add_argument("--reference", required=True, metavar="IMAGE", help="face image (aligned by the pipeline's tracker)")
+    g.add_argument("--audio", required=True, metavar="WAV", help="driving speech (any format PyAV reads)")
+    g.add_argument("--out", required=True, metavar="VIDEO.mp4")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--no-align", action="store_true", help="the reference is already an aligned face crop")
+    g.set_defaults(handler=_generate)
+
+    pl = perf_sub.add_parser("loader", help="face-crop samples/s: the streaming loader vs a naive pandas+PIL read")
+    pl.add_argument("--shards", required=True)
+    pl.add_argument("--samples", type=int, default=3000)
+    pl.add_argument("--image-size", type=int, default=None, help="default: the crops' own size")
+    pl.add_argument("--workers", type=int, default=None, help="loader workers for the multi-worker run (default: cores)")
+    pl.add_argument("--out-dir", default="reports/perf")
+    pl.set_defaults(handler=_perf_loader)
+
+    pt = perf_sub.add_parser("training", help="samples/s, step time and peak memory per model (CPU, and GPU if present)")
+    pt.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    pt.add_argument("--size", choices=["reference", "small"], default="small",
+                    help="reference = GUIDE §1 configs at 128 px; small = reduced widths (CPU-friendly)")
+    pt.add_argument("--steps", type=int, default=5)
+    pt.add_argument("--batch-size", type=int, default=8)
+    pt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "all"])
+    pt.add_argument("--out-dir", default="reports/perf")
+    pt.set_defaults(handler=_perf_training)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from talkbench.models.train import load_run_config, train
+
+    cfg = load_run_config(args.model, args.config, args.override, shards=args.shards)
+    result = train(args.model, cfg, resume=args.resume)
+    last = result.history[-1] if result.history else {}
+    print(f"trained {args.model}: {len(result.history)} steps, {result.samples_per_s:.1f} samples/s; "
+          f"last {' '.join(f'{k}={v:.4g}' for k, v in last.items())}")
+    if result.validation:
+        print("validation: " + " ".join(f"{k}={v:.4g}" for k, v in result.validation[-1].items()))
+    print(f"checkpoint: {result.checkpoint}")
+    if result.mlflow_run_id:
+        print(f"mlflow run: {result.mlflow_run_id}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from talkbench.models.adapter import generate_video
+
+    path = generate_video(args.checkpoint, args.reference, args.audio, args.out, args.device, not args.no_align)
+    print(f"wrote {path}")
+    return 0
+
+
+def _perf_loader(args: argparse.Namespace) -> int:
+    from talkbench.models.perf import perf_loader
+
+    perf_loader(args.shards, args.samples, args.image_size, args.workers, args.out_dir)
+    return 0
+
+
+def _perf_training(args: argparse.Namespace) -> int:
+    from talkbench.models.perf import perf_training
+
+    perf_training(args.models, args.size, args.steps, args.batch_size, args.device, args.out_dir)
+    return 0

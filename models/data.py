@@ -1,0 +1,361 @@
+"""Streaming loader over prepared shards: a torch IterableDataset where one row group = one clip.
+
+Why this shape: shards are written one row group per clip, so a worker reads a clip with one
+projected ``read_row_group`` call (only the columns the model needs) and decodes only the crops of the
+samples it yields. Clips are spread over DataLoader workers *and* DDP ranks; a shuffle buffer mixes
+samples across clips. The buffer shuffles *sample plans* (clip, start frame) rather than decoded
+samples, so resuming can skip exactly the samples already seen without reading or decoding them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch.utils.data as tud
+from pydantic import Field
+
+from talkbench.config import StrictModel
+from talkbench.errors import TalkbenchError
+from talkbench.schema import HOPS_PER_FRAME, MEL_BINS, MFCC_DIM, SCHEMA_VERSION, au_column
+
+
+class DataConfig(StrictModel):
+    shards: str = Field("", description="prepared shard folder (set by --shards)")
+    split: str = "train"
+    val_split: str = "val"
+    statuses: list[str] = Field(default_factory=lambda: ["ok", "partial"], min_length=1)
+    seq_len: int = Field(16, ge=1, description="consecutive frames per sample")
+    stride: int | None = Field(None, ge=1, description="step between sample starts in a clip; default seq_len")
+    audio_feature: Literal["mfcc", "logmel"] = "mfcc"
+    window_hops: int = Field(35, ge=1, description="audio hops per frame window (35 = 350 ms)")
+    shuffle_buffer: int = Field(256, ge=1)
+    num_workers: int = Field(2, ge=0)
+    seed: int = 0
+    mask_interpolated: bool = Field(False, description="treat interpolated faces as missing")
+    sync_min_shift: int = Field(5, ge=1, description="smallest audio shift (frames) of a negative sync pair")
+    sync_max_shift: int = Field(15, ge=1)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What one model needs from a clip; set by its objective."""
+
+    image_size: int | None = None  # face crops (resized to this); None = no faces
+    identity: bool = False  # the clip's identity frame
+    mouth_size: tuple[int, int] | None = None  # (h, w) mouth crops
+    windows: bool = False  # per-frame audio windows (C, window_hops)
+    aus: tuple[str, ...] = ()  # AU intensity targets
+    sync_frames: int | None = None  # sync pairs: mouth block + aligned and shifted audio blocks
+
+    @property
+    def n_coeffs_per_hop(self) -> int:
+        return MFCC_DIM
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One clip = one row group of one frames file."""
+
+    path: str
+    row_group: int
+    clip_id: str
+    n_frames: int
+    identity_frame: int
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise TalkbenchError(f"{root}: no manifest.json; is this a finished `talkbench prepare` output?")
+    manifest = json.loads(path.read_text())
+    version = str(manifest.get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise TalkbenchError(f"{root}: schema version {version!r}; this talkbench reads {SCHEMA_VERSION}")
+    return manifest
+
+
+class ShardIndex:
+    """The clips of a shard folder: which row group holds which clip, and each clip's split."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise TalkbenchError(f"shard folder not found: {self.root}")
+        self.manifest = _read_manifest(self.root)
+        self.manifest_hash = hashlib.sha256((self.root / "manifest.json").read_bytes()).hexdigest()[:16]
+        clips_path = self.root / "clips.parquet"
+        if not clips_path.is_file():
+            raise TalkbenchError(f"{self.root}: clips.parquet is missing")
+        cols = ["clip_id", "speaker_id", "split", "status", "identity_frame", "n_frames"]
+        self._check_columns(clips_path, cols)
+        self.clips = pq.read_table(clips_path, columns=cols).to_pylist()
+        self.frame_files = sorted((self.root / "frames").glob("*.parquet"))
+        if not self.frame_files:
+            raise TalkbenchError(f"{self.root}/frames holds no .parquet files")
+        self._locations = self._locate_row_groups()
+
+    @staticmethod
+    def _check_columns(path: Path, needed: list[str]) -> None:
+        names = set(pq.read_schema(path).names)
+        missing = [c for c in needed if c not in names]
+        if missing:
+            raise TalkbenchError(f"{path}: missing column(s) {missing} that this model needs")
+
+    def _locate_row_groups(self) -> dict[str, tuple[str, int, int]]:
+        """clip_id -> (file, row group, rows), from row-group statistics when present (no data read)."""
+        out: dict[str, tuple[str, int, int]] = {}
+        for path in self.frame_files:
+            pf = pq.ParquetFile(path)
+            col = pf.schema_arrow.get_field_index("clip_id")
+            for rg in range(pf.num_row_groups):
+                meta = pf.metadata.row_group(rg)
+                stats = meta.column(col).statistics
+                if stats is not None and stats.has_min_max and stats.min == stats.max:
+                    clip_id = stats.min
+                    clip_id = clip_id.decode() if isinstance(clip_id, bytes) else clip_id
+                else:
+                    ids = pf.read_row_group(rg, columns=["clip_id"]).column(0).unique().to_pylist()
+                    if len(ids) != 1:
+                        raise TalkbenchError(f"{path} row group {rg} holds {len(ids)} clips; expected one")
+                    clip_id = ids[0]
+                out[clip_id] = (str(path), rg, meta.num_rows)
+        return out
+
+    def check_frame_columns(self, columns: list[str]) -> None:
+        for path in self.frame_files:
+            self._check_columns(path, columns)
+
+    def units(self, split: str, statuses: list[str]) -> list[Unit]:
+        units = []
+        for c in self.clips:
+            if c["split"] != split or c["status"] not in statuses or c["clip_id"] not in self._locations:
+                continue
+            path, rg, rows = self._locations[c["clip_id"]]
+            ident = c["identity_frame"] if c["identity_frame"] is not None else 0
+            units.append(Unit(path, rg, c["clip_id"], rows, int(ident)))
+        return sorted(units, key=lambda u: (u.path, u.row_group))
+
+    def check_speaker_disjoint(self, a: str, b: str) -> None:
+        """Held-out metrics mean nothing if a speaker is in both splits."""
+        spk = {s: {c["speaker_id"] for c in self.clips if c["split"] == s and c["speaker_id"]} for s in (a, b)}
+        both = spk[a] & spk[b]
+        if both:
+            raise TalkbenchError(f"speakers {sorted(both)[:5]} are in both the {a!r} and {b!r} splits")
+
+
+def frame_columns_for(spec: DataSpec, cfg: DataConfig) -> list[str]:
+    cols = ["face_found", "face_interpolated"]
+    if spec.image_size is not None or spec.identity:
+        cols.append("face")
+    if spec.mouth_size is not None:
+        cols.append("mouth")
+    if spec.windows or spec.sync_frames:
+        cols.append(cfg.audio_feature)
+    cols += [au_column(a) for a in spec.aus]
+    return cols
+
+
+def _decoder():
+    """cv2.imdecode when OpenCV is installed (fastest), else PIL; both read PNG and JPEG."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+        def decode(data: bytes) -> np.ndarray:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise TalkbenchError("a face crop in the shards is not a decodable image")
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+        def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+            return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+    except ImportError:
+        import io
+
+        from PIL import Image
+
+        def decode(data: bytes) -> np.ndarray:
+            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+        def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+            return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+
+    return decode, resize
+
+
+class _ClipData:
+    """The projected columns of one clip, decoded lazily (crops only when a sample needs them)."""
+
+    def __init__(self, table: pa.Table, identity_frame: int, spec: DataSpec, cfg: DataConfig, decode, resize):
+        self.spec, self.cfg, self._decode, self._resize = spec, cfg, decode, resize
+        self.n = table.num_rows
+        self.identity_frame = min(identity_frame, self.n - 1)
+        found = table.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
+        interp = table.column("face_interpolated").to_numpy(zero_copy_only=False).astype(bool)
+        self.mask = found & ~interp if cfg.mask_interpolated else found | interp
+        self.faces = table.column("face").to_pylist() if "face" in table.column_names else None
+        self.mouths = table.column("mouth").to_pylist() if "mouth" in table.column_names else None
+        self.audio = None
+        if cfg.audio_feature in table.column_names:
+            width = HOPS_PER_FRAME * (MFCC_DIM if cfg.audio_feature == "mfcc" else MEL_BINS)
+            flat = table.column(cfg.audio_feature).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            if flat.size != self.n * width:
+                raise TalkbenchError(f"column {cfg.audio_feature!r} has null rows; cannot build audio windows")
+            self.audio = flat.astype(np.float32).reshape(self.n, width)
+        self.aus = None
+        if spec.aus:
+            self.aus = np.stack(
+                [table.column(au_column(a)).to_numpy(zero_copy_only=False) for a in spec.aus], axis=1
+            ).astype(np.float32)
+        self._windows: np.ndarray | None = None
+
+    def windows(self) -> np.ndarray:
+        if self._windows is None:
+            from talkbench.models.features import hop_windows, mfcc_windows
+
+            if self.cfg.audio_feature == "mfcc":
+                self._windows = mfcc_windows(self.audio, n_hops=self.cfg.window_hops)
+            else:
+                self._windows = hop_windows(self.audio, self.cfg.window_hops, MEL_BINS)
+        return self._windows
+
+    def image(self, blobs: list, i: int, h: int, w: int) -> np.ndarray:
+        data = blobs[i]
+        if data is None:  # no crop stored for this frame: black, and masked out
+            return np.zeros((3, h, w), np.uint8)
+        img = self._decode(data)
+        if img.shape[0] != h or img.shape[1] != w:
+            img = self._resize(img, h, w)
+        return img.transpose(2, 0, 1)
+
+    def sample(self, start: int, length: int, neg_start: int | None) -> dict[str, np.ndarray]:
+        spec, end = self.spec, start + length
+        out: dict[str, np.ndarray] = {"mask": self.mask[start:end].copy()}
+        if spec.image_size is not None:
+            s = spec.image_size
+            out["face"] = np.stack([self.image(self.faces, i, s, s) for i in range(start, end)])
+        if spec.identity:
+            out["identity"] = self.image(self.faces, self.identity_frame, spec.image_size, spec.image_size)
+        if spec.mouth_size is not None:
+            h, w = spec.mouth_size
+            out["mouth"] = np.stack([self.image(self.mouths, i, h, w) for i in range(start, end)])
+        if spec.windows:
+            out["windows"] = self.windows()[start:end]
+        if spec.sync_frames:
+            from talkbench.models.features import block_window
+
+            out["audio"] = block_window(self.audio, start, length)
+            out["audio_neg"] = block_window(self.audio, neg_start, length)
+        if self.aus is not None:
+            aus = self.aus[start:end]
+            valid = np.isfinite(aus) & out["mask"][:, None]
+            out["aus"] = np.where(valid, aus, 0.0).astype(np.float32)
+            out["au_mask"] = valid
+        return out
+
+
+class ShardDataset(tud.IterableDataset):
+    """Iterable of sample dicts (numpy); wrap with :func:`make_loader`. ``repeat`` = endless epochs."""
+
+    def __init__(self, index: ShardIndex, units: list[Unit], spec: DataSpec, cfg: DataConfig, *,
+                 shuffle: bool, repeat: bool, rank: int = 0, world_size: int = 1,
+                 batch_size: int = 1, skip_batches: int = 0):
+        if not units:
+            raise TalkbenchError(f"{index.root}: no usable clips in split {cfg.split!r} (statuses {cfg.statuses})")
+        self.index, self.units, self.spec, self.cfg = index, units, spec, cfg
+        self.shuffle, self.repeat = shuffle, repeat
+        self.rank, self.world_size = rank, world_size
+        self.batch_size, self.skip_batches = batch_size, skip_batches
+        self.columns = frame_columns_for(spec, cfg)
+        index.check_frame_columns(self.columns)
+        length = spec.sync_frames or cfg.seq_len
+        if spec.sync_frames and cfg.sync_min_shift > cfg.sync_max_shift:
+            raise TalkbenchError("data.sync_min_shift must be <= data.sync_max_shift")
+        self.length = length
+        if all(u.n_frames < length for u in units):
+            raise TalkbenchError(f"every clip is shorter than the sample length ({length} frames)")
+
+    # -- planning: pure index arithmetic, no data read ------------------------------------------
+    def _plan(self, k: int, unit: Unit, epoch: int) -> list[tuple[int, int, int | None]]:
+        stride = self.cfg.stride or self.length
+        starts = list(range(0, unit.n_frames - self.length + 1, stride))
+        if not self.spec.sync_frames:
+            return [(k, s, None) for s in starts]
+        rng = np.random.default_rng([self.cfg.seed, epoch, k, 7])
+        plan = []
+        for s in starts:  # a negative: the same clip's audio shifted by min..max frames either way
+            shifts = [d for d in range(-self.cfg.sync_max_shift, self.cfg.sync_max_shift + 1)
+                      if abs(d) >= self.cfg.sync_min_shift and 0 <= s + d <= unit.n_frames - self.length]
+            if shifts:
+                plan.append((k, s, s + int(rng.choice(shifts))))
+        return plan
+
+    def _stream(self, shard: int, n_shards: int, remaining: dict[int, int]) -> Iterator[tuple[int, int, int | None]]:
+        """Sample plans in yield order; ``remaining[k]`` counts unit k's plans not yet yielded."""
+        buf_rng = np.random.default_rng([self.cfg.seed, shard, 11])
+        buffer: list[tuple[int, int, int | None]] = []
+        size = self.cfg.shuffle_buffer if self.shuffle else 1
+        for epoch in itertools.count() if self.repeat else [0]:
+            order = np.arange(len(self.units))
+            if self.shuffle:
+                order = np.random.default_rng([self.cfg.seed, epoch, 3]).permutation(order)
+            for k in order[shard::n_shards]:
+                plan = self._plan(int(k), self.units[int(k)], epoch)
+                remaining[int(k)] = remaining.get(int(k), 0) + len(plan)
+                for entry in plan:
+                    buffer.append(entry)
+                    if len(buffer) >= size:
+                        yield buffer.pop(int(buf_rng.integers(len(buffer))) if self.shuffle else 0)
+        while buffer:
+            yield buffer.pop(int(buf_rng.integers(len(buffer))) if self.shuffle else 0)
+
+    # -- iteration -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        info = tud.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        n_shards = self.world_size * nw
+        if self.repeat and len(self.units) < n_shards:
+            raise TalkbenchError(f"{len(self.units)} clips cannot feed {self.world_size} rank(s) x {nw} "
+                                 "loader worker(s); lower data.num_workers or add clips")
+        # batches come round-robin from the workers, so worker w produced batches w, w + nw, ...
+        skip = max(0, (self.skip_batches - wid + nw - 1) // nw) * self.batch_size
+        decode, resize = _decoder()
+        cache: dict[int, _ClipData] = {}
+        remaining: dict[int, int] = {}
+        for k, start, neg in self._stream(self.rank * nw + wid, n_shards, remaining):
+            remaining[k] -= 1
+            if skip:
+                skip -= 1
+            else:
+                clip = cache.get(k)
+                if clip is None:
+                    unit = self.units[k]
+                    table = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=self.columns)
+                    clip = cache[k] = _ClipData(table, unit.identity_frame, self.spec, self.cfg, decode, resize)
+                yield clip.sample(start, self.length, neg)
+            if remaining[k] == 0:  # no sample of this clip is left in the buffer: free its columns
+                cache.pop(k, None)
+
+
+def make_dataset(index: ShardIndex, spec: DataSpec, cfg: DataConfig, *, split: str, train: bool,
+                 rank: int = 0, world_size: int = 1, batch_size: int = 1, skip_batches: int = 0):
+    """A torch IterableDataset over ``split``: endless and shuffled for training, one ordered pass otherwise."""
+    units = index.units(split, cfg.statuses)
+    return ShardDataset(index, units, spec, cfg, shuffle=train, repeat=train, rank=rank, world_size=world_size,
+                     batch_size=batch_size, skip_batches=skip_batches)
+
+
+def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False):
+    return tud.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
+                          persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)

@@ -1,0 +1,304 @@
+"""``talkbench train MODEL``: one explicit training loop (nanoGPT style) for every registered model.
+
+Per step: take a batch; for each optimizer group of the model's objective (one, or generator then
+discriminator), compute the loss under autocast (bf16 on GPU, fp32 on CPU), backward, clip, step.
+DDP comes from ``torchrun --nproc-per-node N talkbench train ...`` (gloo on CPU, nccl on GPU): the same
+command, each rank streaming its own clips. Rank 0 logs to MLflow and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from pydantic import Field, create_model
+from talkbench.models.data import DataConfig, ShardIndex, make_dataset, make_loader
+
+from talkbench.config import StrictModel, build, config_hash, read_yaml
+from talkbench.errors import ConfigError, TalkbenchError
+
+log = logging.getLogger(__name__)
+
+
+class TrainConfig(StrictModel):
+    steps: int = Field(10_000, ge=1)
+    batch_size: int = Field(16, ge=1, description="per rank")
+    lr: float = Field(2e-4, gt=0.0)
+    discriminator_lr: float | None = Field(None, gt=0.0, description="default: lr")
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float = Field(1.0, ge=0.0, description="max global grad norm per group; 0 = off")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    compile: bool = False
+    channels_last: bool = True
+    log_every: int = Field(10, ge=1)
+    val_every: int = Field(500, ge=0, description="0 = only at the end")
+    val_batches: int = Field(20, ge=1)
+    checkpoint_every: int = Field(1000, ge=0, description="0 = only at the end")
+    out_dir: str = "runs"
+    run_name: str | None = None
+    experiment: str = "talkbench-train"
+    mlflow: bool = True
+
+
+def run_config_class(model_name: str) -> type[StrictModel]:
+    """The full config of training ``model_name``: model, loss, data and train sections."""
+    from talkbench.models.objectives import OBJECTIVES
+    from talkbench.models.registry import MODELS, load_all
+
+    load_all()
+    model_cls = MODELS.get(model_name)
+    loss_cls = OBJECTIVES.get(model_name).LossConfig
+    return create_model(
+        f"{model_cls.__name__}RunConfig",
+        __base__=StrictModel,
+        model=(model_cls.Config, Field(default_factory=model_cls.Config)),
+        loss=(loss_cls, Field(default_factory=loss_cls)),
+        data=(DataConfig, Field(default_factory=DataConfig)),
+        train=(TrainConfig, Field(default_factory=TrainConfig)),
+    )
+
+
+def load_run_config(model_name: str, path: str | Path | None = None, overrides: list[str] | None = None,
+                    shards: str | None = None) -> Any:
+    data = read_yaml(path) if path else {}
+    if data.get("name", model_name) != model_name:
+        raise ConfigError(f"{path} is a config for {data['name']!r}, not {model_name!r}")
+    data.pop("name", None)
+    overrides = list(overrides or [])
+    if shards:
+        overrides.insert(0, f"data.shards={shards}")
+    return build(run_config_class(model_name), data, overrides, source=str(path) if path else "config")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list | tuple) else str(v)
+    return out
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    history: list[dict[str, float]] = field(default_factory=list)  # per step, averaged over ranks
+    validation: list[dict[str, float]] = field(default_factory=list)
+    mlflow_run_id: str | None = None
+    samples_per_s: float = 0.0
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device=cuda but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _mean_over_ranks(logs: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+    if world == 1:
+        return logs
+    keys = sorted(logs)
+    t = torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(keys, (t / world).tolist(), strict=True))
+
+
+def train(model_name: str, cfg: Any, resume: str | Path | None = None) -> TrainResult:
+    """Train ``model_name`` with the resolved run config; ``resume`` = checkpoint folder or "auto"."""
+    tc: TrainConfig = cfg.train
+    if not cfg.data.shards:
+        raise ConfigError("no shards: pass --shards DIR (or data.shards=DIR)")
+    rank, world, local_rank = _dist_env()
+    device = _device(tc, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(model_name, cfg, resume, rank, world, device)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, world: int,
+           device: torch.device) -> TrainResult:
+    from talkbench.models.checkpoint import latest_checkpoint, load_state, save_checkpoint, weights_path
+    from talkbench.models.objectives import OBJECTIVES
+    from talkbench.models.registry import MODELS
+    from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
+
+    tc: TrainConfig = cfg.train
+    bf16 = tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+
+    # -- model, objective, optimizers (same seed on every rank: identical init) -----------------------
+    torch.manual_seed(tc.seed)
+    model = MODELS.get(model_name)(cfg.model).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    objective = OBJECTIVES.get(model_name)(cfg.model, cfg.loss, cfg.data)
+    objective.setup(device)
+    parts = objective.parts(model)
+    opts = {}
+    for g in objective.groups:
+        lr = (tc.discriminator_lr or tc.lr) if g == "discriminator" else tc.lr
+        opts[g] = torch.optim.AdamW(parts[g].parameters(), lr=lr, betas=tc.betas, weight_decay=tc.weight_decay)
+
+    run_name = tc.run_name or time.strftime(f"{model_name}-%Y%m%d-%H%M%S")
+    run_dir = Path(tc.out_dir) / model_name / run_name
+    start_step, mlflow_run_id = 0, None
+    if resume:
+        ckpt = latest_checkpoint(run_dir) if str(resume) == "auto" else Path(resume)
+        if ckpt is None:
+            raise TalkbenchError(f"--resume auto: no checkpoint under {run_dir}")
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(weights_path(ckpt)), device=str(device)))
+        state = load_state(ckpt)
+        for g, o in opts.items():
+            o.load_state_dict(state["optimizers"][g])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start_step = int(state["step"])
+        mlflow_run_id = state.get("mlflow_run_id")
+        run_dir = ckpt.parent
+        log.info("resumed from %s at step %d", ckpt, start_step)
+
+    wrapped = {g: DDP(m, find_unused_parameters=True) if world > 1 else m for g, m in parts.items()}
+    if tc.compile:
+        wrapped = {g: torch.compile(m) for g, m in wrapped.items()}
+
+    # -- data ---------------------------------------------------------------------------------------
+    index = ShardIndex(cfg.data.shards)
+    index.check_speaker_disjoint(cfg.data.split, cfg.data.val_split)
+    spec = objective.data_spec()
+    ds = make_dataset(index, spec, cfg.data, split=cfg.data.split, train=True, rank=rank, world_size=world,
+                      batch_size=tc.batch_size, skip_batches=start_step)
+    loader = make_loader(ds, tc.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda")
+    loader.generator = torch.Generator().manual_seed(tc.seed)  # workers' seeds must not touch the global RNG
+    batches = iter(loader)
+    val_data: list[dict[str, torch.Tensor]] = []
+    if rank == 0 and index.units(cfg.data.val_split, cfg.data.statuses):
+        val_ds = make_dataset(index, spec, cfg.data, split=cfg.data.val_split, train=False)
+        for i, b in enumerate(make_loader(val_ds, tc.batch_size, 0)):
+            if i >= tc.val_batches:
+                break
+            val_data.append(_to_device(b, device))
+
+    # -- tracking -----------------------------------------------------------------------------------
+    mlflow = None
+    run_cfg = cfg.model_dump(mode="json")
+    if rank == 0 and tc.mlflow:
+        import mlflow
+
+        from talkbench import tracking
+
+        exp_id = tracking.get_or_create_experiment(tc.experiment)
+        mlflow.start_run(run_id=mlflow_run_id, experiment_id=None if mlflow_run_id else exp_id, run_name=run_name)
+        mlflow_run_id = mlflow.active_run().info.run_id
+        if not resume:
+            mlflow.log_params({**flatten(run_cfg), "model_name": model_name, "world_size": world,
+                               "config_hash": config_hash(run_cfg), "shards_manifest_hash": index.manifest_hash,
+                               "n_parameters": sum(p.numel() for p in model.parameters()),
+                               "device": str(device), "autocast_bf16": bf16})
+
+    # the shards' face and audio settings travel with the weights, so generation prepares inputs the same way
+    pipeline_cfg = index.manifest.get("config") or {}
+    ckpt_meta = {"pipeline_config": json.dumps({k: pipeline_cfg[k] for k in ("landmarks", "align", "audio_features")
+                                                if k in pipeline_cfg}, sort_keys=True),
+                 "shards_manifest_hash": index.manifest_hash}
+    result = TrainResult(run_dir=run_dir, checkpoint=run_dir, mlflow_run_id=mlflow_run_id)
+
+    def checkpoint(step: int) -> Path:
+        path = run_dir / f"step_{step:07d}"
+        if rank == 0:  # the MLflow run id lets --resume continue the same run
+            save_checkpoint(path, model, model_name, run_cfg, step, opts, extra={"mlflow_run_id": mlflow_run_id},
+                            metadata=ckpt_meta)
+        if world > 1:
+            dist.barrier()
+        return path
+
+    def validate(step: int) -> None:
+        if rank != 0 or not val_data:
+            return
+        model.eval()
+        with autocast():
+            logs = objective.validate(model, val_data)
+            grid = objective.sample_grid(model, val_data[0])
+        model.train()
+        result.validation.append({"step": step, **logs})
+        log.info("step %d validation %s", step, " ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+        if mlflow is not None:
+            mlflow.log_metrics({k: v for k, v in logs.items() if v == v}, step=step)
+            if grid is not None:
+                _log_grid(mlflow, grid, run_dir / "grids" / f"step_{step:07d}.png")
+
+    # -- the loop -------------------------------------------------------------------------------------
+    model.train()
+    t0, n_samples = time.perf_counter(), 0
+    for step in range(start_step, tc.steps):
+        batch = _to_device(next(batches), device)
+        logs: dict[str, float] = {}
+        for g in objective.groups:
+            with autocast():
+                loss, group_logs = objective.loss(g, wrapped, batch)
+            opts[g].zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                group_logs[f"{g}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parts[g].parameters(), tc.grad_clip))
+            opts[g].step()
+            logs.update(group_logs)
+        logs = _mean_over_ranks(logs, world, device)
+        result.history.append(logs)
+        n_samples += tc.batch_size * world
+        done = step + 1
+        if rank == 0 and (done % tc.log_every == 0 or done == tc.steps):
+            log.info("step %d %s", done, " ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+            if mlflow is not None:
+                mlflow.log_metrics(logs, step=done)
+        if (tc.val_every and done % tc.val_every == 0) or done == tc.steps:
+            validate(done)
+        if (tc.checkpoint_every and done % tc.checkpoint_every == 0) or done == tc.steps:
+            result.checkpoint = checkpoint(done)
+    elapsed = time.perf_counter() - t0
+    result.samples_per_s = n_samples / elapsed if elapsed > 0 else 0.0
+    if mlflow is not None:
+        mlflow.log_metric("train_samples_per_s", result.samples_per_s)
+        mlflow.log_artifacts(str(result.checkpoint), artifact_path="checkpoint")
+        mlflow.end_run()
+    return result
+
+
+def _log_grid(mlflow: Any, grid: Any, path: Path) -> None:
+    try:
+        from PIL import Image
+    except ImportError:  # training-only installs may lack Pillow; the grid is a nice-to-have
+        log.warning("Pillow is not installed: no sample grid")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    mlflow.log_artifact(str(path), artifact_path="grids")

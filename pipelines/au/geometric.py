@@ -1,0 +1,198 @@
+"""The ``geometric`` AU backend: OpenFace-scale (0-5) intensities from face-mesh geometry.
+
+Why geometry: OpenFace cannot be installed everywhere, and the speech AUs (lips part, jaw drop, lip
+stretch, upper-lip raise) are mostly shape changes that 478 MediaPipe points see directly.
+
+How, per clip:
+
+1. *Frontalise*: every frame's rigid points (nose, eye corners, forehead, temples) are fitted to the
+   clip's own mean shape in head coordinates (:func:`talkbench.pipelines.face.reference_shape`), so
+   features are measured in a face-fixed frame (x across the face, y eyes -> mouth, z into the scene)
+   whatever the head pose, in units of the inter-pupillary distance (the face scale).
+2. *Features*: a dozen named distances (:data:`FEATURES`), each oriented so that "larger = more of
+   the movement", smoothed over time (Gaussian, ``smoothing_sigma`` frames).
+3. *Person-specific baseline*: each feature minus its ``baseline_percentile`` over the clip's face
+   frames -- the neutral face of this person, like OpenFace's dynamic calibration.
+4. *Mapping*: per AU, ``clip(intercept + weights . features, 0, 5)`` with 1-3 features; the weights
+   are fitted against real OpenFace output by :mod:`talkbench.pipelines.au.calibrate` and shipped in
+   ``geometric_calibration.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from talkbench.pipelines.au import AU_BACKENDS
+
+from talkbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from talkbench.pipelines.core import Clip, WorkerContext
+    from talkbench.pipelines.stages.au import AUConfig
+
+DEFAULT_CALIBRATION = "geometric_calibration.json"
+MAX_INTENSITY = 5.0
+
+
+def _y(a: np.ndarray, *idx: int) -> np.ndarray:
+    return a[:, list(idx), 1].mean(axis=1)
+
+
+def _gap(a: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Mean vertical distance between (upper, lower) lip points."""
+    return np.mean([a[:, lo, 1] - a[:, up, 1] for up, lo in pairs], axis=0)
+
+
+# MediaPipe face-mesh indices: 13/14 inner lip midpoints, 0/17 outer lip midpoints, 61/291 outer and
+# 78/308 inner mouth corners, 152 chin, 159/145 and 386/374 upper/lower eyelids.
+_LATERAL_INNER_LIP = ((82, 87), (312, 317), (81, 178), (311, 402))
+
+#: name -> function of frontal shapes (T, 478, 3) (y down, z into the scene) -> (T,); larger = more.
+FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "lip_gap": lambda a: _gap(a, ((13, 14), *_LATERAL_INNER_LIP)),
+    "lip_gap_mid": lambda a: _gap(a, ((13, 14),)),
+    "lip_gap_lateral": lambda a: _gap(a, _LATERAL_INNER_LIP),
+    "jaw_drop": lambda a: _y(a, 152),
+    "lower_lip_drop": lambda a: _y(a, 14),
+    "upper_lip_raise": lambda a: -_y(a, 0),
+    "upper_lip_inner_raise": lambda a: -_y(a, 13),
+    "mouth_width": lambda a: np.abs(a[:, 308, 0] - a[:, 78, 0]),
+    "corner_raise": lambda a: -_y(a, 61, 291),
+    "chin_raise": lambda a: a[:, 17, 1] - a[:, 152, 1],  # lower lip towards the chin
+    "lip_thinning": lambda a: -((a[:, 13, 1] - a[:, 0, 1]) + (a[:, 17, 1] - a[:, 14, 1])),
+    "lip_pucker": lambda a: -(a[:, 0, 2] + a[:, 17, 2]) / 2,  # lips towards the camera
+    "eye_closure": lambda a: -_gap(a, ((159, 145), (386, 374))),
+}
+
+
+@dataclass
+class AUModel:
+    """``intensity = clip(intercept + sum(weights * features), 0, 5)``."""
+
+    features: list[str]
+    weights: list[float]
+    intercept: float = 0.0
+
+
+@dataclass
+class Calibration:
+    """Everything that turns landmarks into intensities; stored as JSON next to this module."""
+
+    aus: dict[str, AUModel]
+    smoothing_sigma: float = 1.0
+    baseline_percentile: float = 5.0
+    #: provenance and the agreement table of the fit (free-form, written by calibrate.py)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        try:
+            aus = {name: AUModel(**m) for name, m in data["aus"].items()}
+            cal = cls(aus, float(data.get("smoothing_sigma", 1.0)), float(data.get("baseline_percentile", 5.0)),
+                      dict(data.get("meta", {})))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"AU calibration is malformed: {e!r}") from None
+        for name, m in cal.aus.items():
+            unknown = [f for f in m.features if f not in FEATURES]
+            if unknown or len(m.features) != len(m.weights):
+                raise ConfigError(f"AU calibration for {name}: unknown features {unknown} or "
+                                  f"{len(m.weights)} weights for {len(m.features)} features")
+        return cal
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Calibration:
+        """The shipped calibration, or the JSON file at ``path``."""
+        if path is None:
+            text = resources.files("talkbench.pipelines.au").joinpath(DEFAULT_CALIBRATION).read_text("utf-8")
+            return cls.from_dict(json.loads(text))
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"AU calibration file not found: {path}")
+        try:
+            return cls.from_dict(json.loads(path.read_text("utf-8")))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"AU calibration {path} is not valid JSON: {e}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+
+    @property
+    def feature_names(self) -> list[str]:
+        return sorted({f for m in self.aus.values() for f in m.features})
+
+
+def frontalise(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(T, 478, 3) landmarks -> the same points in the clip's head frame, in inter-pupillary
+    distances; NaN on invalid frames. Rigid-point fit per frame, so yaw/pitch/roll/scale cancel."""
+    from talkbench.pipelines import face
+
+    out = np.full(landmarks.shape, np.nan, dtype=np.float64)
+    if not valid.any():
+        return out
+    pts = landmarks[valid].astype(np.float64)
+    ref = face.reference_shape(pts, np.ones(len(pts), bool), interpupillary_cm=1.0)
+    rigid = list(face.RIGID_POINTS)
+    s, rot, t = face.umeyama(ref[rigid], pts[:, rigid])  # ref -> frame; invert it
+    out[valid] = np.einsum("tji,tnj->tni", rot, pts - t[:, None]) / s[:, None, None]
+    return out
+
+
+def clip_features(landmarks: np.ndarray, face_found: np.ndarray, names: list[str], smoothing_sigma: float,
+                  baseline_percentile: float) -> dict[str, np.ndarray]:
+    """Per-frame features relative to this clip's neutral baseline; NaN where no face."""
+    from talkbench.pipelines.face import smooth_over_time
+
+    landmarks, valid = _check_inputs(landmarks, face_found)
+    frontal = frontalise(landmarks, valid)
+    out = {}
+    for name in names:
+        x = smooth_over_time(FEATURES[name](frontal), valid, smoothing_sigma)
+        if valid.any():
+            x = x - np.percentile(x[valid], baseline_percentile)
+        out[name] = x
+    return out
+
+
+def apply_calibration(feats: dict[str, np.ndarray], cal: Calibration) -> dict[str, np.ndarray]:
+    """Features -> {AU name: (T,) float32 intensity in [0, 5]} (NaN stays NaN)."""
+    out = {}
+    for au, m in cal.aus.items():
+        y = m.intercept + sum(w * feats[f] for f, w in zip(m.features, m.weights, strict=True))
+        out[au] = np.clip(y, 0.0, MAX_INTENSITY).astype(np.float32)
+    return out
+
+
+def estimate_aus(landmarks: np.ndarray, face_found: np.ndarray,
+                 calibration: Calibration | None = None) -> dict[str, np.ndarray]:
+    """(T, 478, 3) landmarks + (T,) face_found -> {"AU25": (T,) float32, ...}, NaN where no face."""
+    cal = calibration or Calibration.load()
+    feats = clip_features(landmarks, face_found, cal.feature_names, cal.smoothing_sigma, cal.baseline_percentile)
+    return apply_calibration(feats, cal)
+
+
+def _check_inputs(landmarks: np.ndarray, face_found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    landmarks = np.asarray(landmarks)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (478, 3):
+        raise ValueError(f"landmarks must be (T, 478, 3), got {landmarks.shape}")
+    valid = np.asarray(face_found, dtype=bool)
+    if valid.shape != (len(landmarks),):
+        raise ValueError(f"face_found must be ({len(landmarks)},), got {valid.shape}")
+    # a frame flagged as a face but with NaN points would poison the fit: treat it as faceless
+    valid = valid & np.isfinite(landmarks).all(axis=(1, 2))
+    return landmarks, valid
+
+
+@AU_BACKENDS.register("geometric")
+def geometric_backend(clip: Clip, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
+    """The stage's entry point: needs the landmarks stage's ``landmarks`` and ``face_found``."""
+    ft = clip.frames_table
+    if "landmarks" not in ft or "face_found" not in ft:
+        raise RuntimeError("the geometric AU backend needs landmarks (run the landmarks stage first)")
+    cal = ctx.resource(f"au_calibration:{cfg.calibration}", lambda: Calibration.load(cfg.calibration))
+    return estimate_aus(ft["landmarks"], ft["face_found"], cal)

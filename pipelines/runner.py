@@ -1,0 +1,381 @@
+"""``talkbench prepare``: run the stage list over a corpus on Dask and write resumable shards.
+
+How work flows (and why):
+
+- one Dask task per clip (``execute.process_clip``), submitted in bounded batches (at most
+  ``max_in_flight`` pending), so every worker stays busy whatever the shard size;
+- a clip's result (its Arrow frames) stays in the memory of the worker that made it; once
+  ``clips_per_shard`` clips are done, a ``shards.write_shard`` task that depends on them runs on a
+  worker, which pulls the results from its peers and writes the shard. Frames never go through the
+  client; the client only sees the small completion record;
+- models are loaded once per worker process (``execute.worker_context``), one thread per worker.
+
+A LocalCluster (one process per core) is started unless ``--scheduler`` names an existing cluster
+(then OUTPUT must be storage every worker can reach: a shared folder or an fsspec URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+from talkbench.pipelines.config import PipelineConfig
+from talkbench.pipelines.core import ClipRecord
+
+from talkbench.config import build, config_hash, load, read_yaml
+from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.schema import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("talkbench", "mediapipe", "av", "librosa", "numpy", "pyarrow", "dask", "distributed")
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    return load(PipelineConfig, path, overrides)
+
+
+def list_records(dataset: str, input_dir: str | Path, cfg: PipelineConfig,
+                 options: dict[str, Any] | None = None, limit: int | None = None) -> list[ClipRecord]:
+    """The adapter's records in stable (clip id) order, the first ``limit`` of them."""
+    from talkbench.pipelines.datasets.base import list_clips
+
+    _import_adapters()
+    records = sorted(list_clips(dataset, input_dir, cfg.split, options), key=lambda r: r.clip_id)
+    dupes = [k for k, n in Counter(r.clip_id for r in records).items() if n > 1]
+    if dupes:
+        raise TalkbenchError(f"dataset {dataset!r} gave duplicate clip ids, e.g. {dupes[:3]}")
+    return records[:limit] if limit is not None else records
+
+
+def _import_adapters() -> None:
+    """Import every module of ``talkbench.pipelines.datasets``: importing registers the adapters."""
+    import talkbench.pipelines.datasets as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+
+
+def job_identity(dataset: str, cfg: PipelineConfig) -> dict[str, Any]:
+    """What must not change between runs on one OUTPUT: dataset and every setting but execution."""
+    identity = {"dataset": dataset, "config": cfg.model_dump(mode="json", exclude={"execution"})}
+    return {"identity": identity, "job_hash": config_hash(identity)}
+
+
+# -- cluster ----------------------------------------------------------------------------------------
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, threads_per_worker: int = 1,
+                memory_limit: str = "auto") -> Iterator[Any]:
+    """A client on an existing scheduler, or on a fresh LocalCluster of worker processes."""
+    from distributed import Client, LocalCluster
+    from talkbench.pipelines.execute import QUIET_ENV, SINGLE_THREAD_ENV, close_contexts
+
+    if not log.isEnabledFor(logging.DEBUG):  # Dask's INFO lines would bury the progress bar
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if scheduler and scheduler.startswith("slurm:"):
+        cluster = slurm_cluster(scheduler.removeprefix("slurm:"))
+        try:
+            with Client(cluster) as client:
+                client.register_plugin(_SingleThreadPlugin(), name="talkbench-threads")
+                client.wait_for_workers(1, timeout=cluster_wait_s(scheduler))
+                yield client
+        finally:
+            cluster.close()
+        return
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except OSError as e:
+            raise TalkbenchError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        try:
+            client.register_plugin(_SingleThreadPlugin(), name="talkbench-threads")
+            yield client
+        finally:
+            client.close()
+        return
+    n = workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                           memory_limit=memory_limit, dashboard_address=None,
+                           silence_logs=logging.ERROR, env={**SINGLE_THREAD_ENV, **QUIET_ENV})
+    client = Client(cluster)
+    try:
+        client.register_plugin(_SingleThreadPlugin(), name="talkbench-threads")
+        yield client
+    finally:
+        with suppress(Exception):  # a clean model teardown lets workers exit quickly; best effort
+            client.run(close_contexts)
+        client.close()
+        cluster.close()
+
+
+def slurm_cluster(path: str, scale: bool = True) -> Any:
+    """A dask-jobqueue SLURMCluster from a YAML like configs/slurm_example.yaml (``jobqueue.slurm.*``
+    keys, plus ``talkbench.jobs``: how many jobs to submit)."""
+    from dask_jobqueue import SLURMCluster
+
+    data = read_yaml(path)
+    jobs = int((data.get("talkbench") or {}).get("jobs", 1))
+    options = ((data.get("jobqueue") or {}).get("slurm") or {}).items()
+    try:
+        cluster = SLURMCluster(**{k.replace("-", "_"): v for k, v in options})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if scale:
+        cluster.scale(jobs=jobs)
+    return cluster
+
+
+def cluster_wait_s(scheduler: str) -> float:
+    """How long to wait for the first SLURM worker (jobs may queue): TALKBENCH_CLUSTER_WAIT_S, default 1 h."""
+    return float(os.environ.get("TALKBENCH_CLUSTER_WAIT_S", 3600))
+
+
+class _SingleThreadPlugin(WorkerPlugin):
+    """Worker plugin: one thread for OpenMP/BLAS/OpenCV inside every worker, including late joiners."""
+
+    def setup(self, worker: Any) -> None:
+        from talkbench.pipelines.execute import limit_threads
+
+        limit_threads()
+
+
+def n_workers(client: Any) -> int:
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+# -- the job ----------------------------------------------------------------------------------------
+@dataclass
+class PrepareSummary:
+    """Counts of this run and of the whole output folder."""
+
+    output: str
+    run_id: str
+    processed: Counter = field(default_factory=Counter)  # (status, error_kind) -> clips, this run
+    frames: int = 0
+    elapsed_s: float = 0.0
+    skipped: int = 0
+    shards: int = 0
+    totals: Counter = field(default_factory=Counter)  # (status, error_kind) -> clips, whole output
+    total_frames: int = 0
+
+    @property
+    def failed(self) -> int:
+        return sum(n for (status, _), n in self.totals.items() if status == "failed")
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def table(self) -> str:
+        lines = [f"{'status':<8} {'error_kind':<14} {'this run':>9} {'output':>8}"]
+        for key in sorted(set(self.processed) | set(self.totals), key=lambda k: (k[0], k[1] or "")):
+            lines.append(f"{key[0]:<8} {key[1] or '-':<14} {self.processed[key]:>9} {self.totals[key]:>8}")
+        n = sum(self.processed.values())
+        lines.append(
+            f"this run: {n} clips ({self.skipped} already done), {self.frames} frames, {self.shards} shards "
+            f"in {self.elapsed_s:.1f} s ({self.frames_per_s:.1f} frames/s); "
+            f"output: {sum(self.totals.values())} clips, {self.total_frames} frames -> {self.output}"
+        )
+        return "\n".join(lines)
+
+
+def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfig, *,
+            limit: int | None = None, retry_failed: bool = False, progress: bool = True,
+            dataset_options: dict[str, Any] | None = None, client: Any = None,
+            records: list[ClipRecord] | None = None) -> PrepareSummary:
+    """Prepare ``input_dir`` into ``output``; skips clips an earlier run completed (resume).
+
+    ``client``: an existing Dask client (the perf benchmark passes a warmed one); otherwise a cluster
+    is started from ``cfg.execution`` (only when there is work to do) and closed at the end.
+    ``records``: the clips to process, instead of asking the dataset adapter.
+    """
+    from talkbench.pipelines.shards import ShardStore, new_run_id
+
+    if records is None:
+        records = list_records(dataset, input_dir, cfg, dataset_options, limit)
+    store = ShardStore(str(output))
+    run_id, run_started = new_run_id(), time.time()
+    job = job_identity(dataset, cfg)
+    store.claim(job, run_id)
+    try:
+        removed = store.clean_orphans()
+        if removed:
+            log.info("removed %d leftovers of an interrupted run", len(removed))
+        done = store.done_clips()
+        todo = [r for r in records if r.clip_id not in done or (retry_failed and done[r.clip_id] == "failed")]
+        summary = PrepareSummary(output=str(output), run_id=run_id, skipped=len(records) - len(todo))
+        start = time.perf_counter()
+        if todo:
+            if client is not None:
+                _run(client, todo, cfg, store, run_id, run_started, summary, progress)
+            else:
+                ex = cfg.execution
+                with dask_client(ex.workers, ex.scheduler, ex.threads_per_worker, ex.memory_limit) as c:
+                    start = time.perf_counter()  # cluster start-up is not clip processing
+                    _run(c, todo, cfg, store, run_id, run_started, summary, progress)
+        summary.elapsed_s = time.perf_counter() - start
+        clips = store.rebuild_clips()
+        for status, kind in zip(clips.column("status").to_pylist(), clips.column("error_kind").to_pylist(),
+                                strict=True):
+            summary.totals[(status, kind if status != "ok" else None)] += 1
+        summary.total_frames = sum(clips.column("n_frames").to_pylist())
+        write_manifest(store, dataset, input_dir, cfg, job, summary)
+    finally:
+        store.release(run_id)
+    return summary
+
+
+def _run(client: Any, todo: list[ClipRecord], cfg: PipelineConfig, store: Any, run_id: str,
+         run_started: float, summary: PrepareSummary, progress: bool) -> None:
+    """Submit clips (bounded), group finished ones into shard-writing tasks, collect the records."""
+    from distributed import as_completed
+    from talkbench.pipelines.execute import failed_result, last_line, process_clip
+    from talkbench.pipelines.shards import write_shard
+    from tqdm import tqdm
+
+    ex = cfg.execution
+    max_in_flight = ex.max_in_flight or 2 * n_workers(client)
+    cfg_key = config_hash(cfg)
+    pending = iter(todo)
+    by_key: dict[str, ClipRecord] = {}
+    ready: list[Any] = []  # finished clip futures (or client-made failed results) not yet in a shard
+    in_flight = 0
+    seq = 0
+    shard_keys: set[str] = set()
+    ac = as_completed()
+    bar = tqdm(total=len(todo), unit="clip", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+    def submit_next() -> bool:
+        nonlocal in_flight
+        rec = next(pending, None)
+        if rec is None:
+            return False
+        fut = client.submit(process_clip, rec, cfg, cfg_key, key=f"clip-{run_id}-{rec.clip_id}", pure=False)
+        by_key[fut.key] = rec
+        ac.add(fut)
+        in_flight += 1
+        return True
+
+    def flush(force: bool = False) -> None:
+        nonlocal seq
+        while ready and (len(ready) >= ex.clips_per_shard or force):
+            batch, ready[:] = ready[: ex.clips_per_shard], ready[ex.clips_per_shard:]
+            fut = client.submit(write_shard, store.url, run_id, run_started, seq, batch,
+                                key=f"shard-{run_id}-{seq:05d}", pure=False)
+            shard_keys.add(fut.key)
+            ac.add(fut)
+            seq += 1
+
+    for _ in range(max_in_flight):
+        if not submit_next():
+            break
+    try:
+        for fut in ac:
+            if fut.key in shard_keys:
+                if fut.status == "error":
+                    raise TalkbenchError(f"writing shard {fut.key} failed: {last_line(fut.exception())}")
+                rec = fut.result()
+                summary.shards += 1
+                summary.frames += rec["n_frames"]
+                for c in rec["clips"]:
+                    summary.processed[(c["status"], c["error_kind"] if c["status"] != "ok" else None)] += 1
+                bar.set_postfix(shards=summary.shards, frames=summary.frames, refresh=False)
+                continue
+            in_flight -= 1
+            record = by_key.pop(fut.key)
+            if fut.status == "error":  # the worker process died on this clip (process_clip never raises)
+                result: Any = failed_result(record, "internal", f"worker lost: {last_line(fut.exception())}")
+                fut.release()
+                ready.append(result)
+            else:
+                ready.append(fut)
+            bar.update(1)
+            submit_next()
+            flush(force=in_flight == 0)
+    finally:
+        bar.close()
+    assert not ready and not by_key, "every clip ends up in a shard"
+
+
+def write_manifest(store: Any, dataset: str, input_dir: str | Path, cfg: PipelineConfig, job: dict[str, Any],
+                   summary: PrepareSummary) -> None:
+    counts: dict[str, Any] = {"clips": sum(summary.totals.values()), "frames": summary.total_frames}
+    for (status, kind), n in summary.totals.items():
+        counts[status] = counts.get(status, 0) + n
+        if kind:
+            counts.setdefault("by_error_kind", {})[kind] = counts.get("by_error_kind", {}).get(kind, 0) + n
+    records = store.records()
+    counts["shards"] = sum(1 for r in records if r["frames_file"])
+    store.write_json(store.path("manifest.json"), {
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dataset": dataset,
+        "input": str(Path(input_dir).resolve()),
+        "config": cfg.model_dump(mode="json"),
+        "config_hash": job["job_hash"],
+        "packages": package_versions(),
+        "counts": counts,
+        "last_run": {"run_id": summary.run_id, "clips": sum(summary.processed.values()),
+                     "skipped": summary.skipped, "frames": summary.frames,
+                     "elapsed_s": round(summary.elapsed_s, 3), "frames_per_s": round(summary.frames_per_s, 2)},
+        "frames_files": sorted(r["frames_file"] for r in records if r["frames_file"]),
+    })
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+# -- command line -----------------------------------------------------------------------------------
+def config_from_args(args: argparse.Namespace) -> tuple[PipelineConfig, dict[str, Any]]:
+    """The resolved config: file (or defaults), then -o overrides, then the dedicated flags."""
+    overrides = list(args.override or [])
+    if args.workers is not None:
+        overrides.append(f"execution.workers={args.workers}")
+    if args.scheduler:
+        overrides.append(f"execution.scheduler={args.scheduler}")
+    if args.au_backend:
+        overrides.append(f"au.backend={args.au_backend}")
+    data = read_yaml(args.config) if args.config else {}
+    options: dict[str, Any] = {}
+    if getattr(args, "dataset_config", None):
+        from talkbench.pipelines.datasets.base import load_dataset_config
+
+        options = load_dataset_config(args.dataset_config).options  # validates the whole file
+        # the dataset's split keys override the pipeline file's; -o split.x=... still wins
+        data = {**data, "split": {**(data.get("split") or {}), **(read_yaml(args.dataset_config).get("split") or {})}}
+    cfg = build(PipelineConfig, data, overrides, source=str(args.config or "config"))
+    return cfg, options
+
+
+def prepare_from_args(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit = {args.limit}: must be >= 1")
+    cfg, options = config_from_args(args)
+    summary = prepare(args.dataset, args.input, args.output, cfg, limit=args.limit,
+                      retry_failed=args.retry_failed, progress=not args.no_progress, dataset_options=options)
+    print(summary.table())
+    if args.strict and summary.failed:
+        print(f"talkbench: {summary.failed} clip(s) failed (--strict)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,116 @@
+"""Turn a processed :class:`Clip` into the rows of the output contract (``talkbench.schema``).
+
+Stages leave NumPy arrays in ``clip.frames_table`` and values in ``clip.info``; this module is the one
+place that maps them onto ``FRAMES_SCHEMA`` / ``CLIPS_SCHEMA``. Columns of stages that did not run are
+written as nulls (fixed-size list columns as NaN, see ``_column``), so every output has the same schema. Values are written as the stages produced them
+(NaN stays NaN); intermediate arrays that are not schema columns (e.g. raw crops) are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from talkbench.pipelines.core import Clip, ClipRecord
+
+from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA
+
+_RUNNER_FRAME_COLUMNS = ("clip_id", "frame_idx", "timestamp_s")
+
+
+def record_columns(record: ClipRecord) -> dict[str, Any]:
+    """The clip-level columns an adapter's record already knows."""
+    return {
+        "clip_id": record.clip_id,
+        "dataset": record.dataset,
+        "speaker_id": record.speaker_id,
+        "split": record.split,
+        "source_path": record.source_path,
+        "transcript": record.transcript,
+        "words_json": None if record.words is None else json.dumps([list(w) for w in record.words]),
+    }
+
+
+def clip_row(clip: Clip, *, status: str | None = None, error_kind: str | None = None,
+             error: str | None = None, n_frames: int = 0) -> dict[str, Any]:
+    """One clips.parquet row: record columns, then ``clip.info``, then what the runner knows.
+
+    Stages mark a partial clip with ``info["status"] = "partial"`` (and ``error_kind``); an explicit
+    ``status`` here (the runner's verdict on a failure) wins over what the stages said.
+    """
+    row: dict[str, Any] = dict.fromkeys(CLIPS_SCHEMA.names)
+    row.update({k: v for k, v in clip.info.items() if k in row})
+    row.update(record_columns(clip.record))
+    row["status"] = status or row.get("status") or "ok"
+    if error_kind is not None:
+        row["error_kind"], row["error"] = error_kind, error
+    if row["status"] != "failed":
+        row["n_frames"] = n_frames
+        row["fps"] = row["fps"] if row["fps"] is not None else clip.fps
+        row["sample_rate"] = row["sample_rate"] if row["sample_rate"] is not None else clip.sample_rate
+        if row["audio_pcm16"] is None and clip.audio is not None:
+            pcm = np.clip(np.asarray(clip.audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+            row["audio_pcm16"] = (pcm * 32767.0).round().astype("<i2").tobytes()
+        if row["duration_s"] is None and n_frames:
+            row["duration_s"] = n_frames / float(row["fps"])
+    else:
+        row["n_frames"] = 0
+    return {k: _scalar(v) for k, v in row.items()}
+
+
+def _scalar(v: Any) -> Any:
+    """NumPy scalars -> Python scalars, so rows pickle small and serialise to JSON or Arrow alike."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def frames_table(clip: Clip) -> pa.Table:
+    """The clip's per-frame columns as an Arrow table with exactly ``FRAMES_SCHEMA``.
+
+    Raises ValueError when a stage left columns of different lengths or a wrong width (a stage bug:
+    the runner records it as an ``internal`` failure of this clip).
+    """
+    cols = {k: v for k, v in clip.frames_table.items() if k in FRAMES_SCHEMA.names}
+    lengths = {k: len(v) for k, v in cols.items() if k not in _RUNNER_FRAME_COLUMNS}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"frames_table columns have different lengths: {lengths}")
+    if lengths:
+        n = next(iter(lengths.values()))
+    elif clip.video is not None:
+        n = clip.n_frames
+    else:
+        n = 0
+    frame_idx = np.asarray(cols.get("frame_idx", np.arange(n)), dtype=np.int32)
+    cols["frame_idx"] = frame_idx
+    cols.setdefault("timestamp_s", frame_idx / np.float32(clip.fps))
+    cols["clip_id"] = np.full(n, clip.record.clip_id, dtype=object)
+    arrays = [_column(cols.get(f.name), f, n) for f in FRAMES_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=FRAMES_SCHEMA)
+
+
+def _column(values: Any, field: pa.Field, n: int) -> pa.Array:
+    if values is None:
+        if pa.types.is_fixed_size_list(field.type):
+            # NaN-filled, not null: pyarrow cannot read null fixed-size lists back from Parquet
+            # ("Expected all lists to be of size=N", apache/arrow#35692, fixed after pyarrow 25)
+            values = np.full((n, field.type.list_size), np.nan, dtype=np.float32)
+        else:
+            return pa.nulls(n, type=field.type)
+    if len(values) != n:
+        raise ValueError(f"column {field.name!r} has {len(values)} rows, expected {n}")
+    t = field.type
+    if pa.types.is_fixed_size_list(t):
+        width = t.list_size
+        flat = np.ascontiguousarray(values, dtype=t.value_type.to_pandas_dtype()).reshape(n, -1)
+        if flat.shape[1] != width:
+            raise ValueError(f"column {field.name!r} has {flat.shape[1]} values per frame, expected {width}")
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
+    if pa.types.is_binary(t) or pa.types.is_string(t):
+        return pa.array(list(values), type=t)
+    return pa.array(np.asarray(values).astype(t.to_pandas_dtype(), copy=False), type=t)
+
+
+def clips_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """clips.parquet rows -> Arrow with exactly ``CLIPS_SCHEMA`` (missing keys become nulls)."""
+    return pa.Table.from_pylist([{k: r.get(k) for k in CLIPS_SCHEMA.names} for r in rows], schema=CLIPS_SCHEMA)

@@ -1,0 +1,442 @@
+"""The benchmark harness end to end on real GRID clips: tasks, submissions, scoring, MLflow, leaderboard.
+
+Expensive work happens once per session: the three built-in references are scored on a 3-clip task
+(the ground truth is face-processed once and memoised), and the other tests reuse those runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from bench_shards import make_minimal_shards
+from conftest import GRID
+
+from talkbench.cli import main
+from talkbench.errors import ClipError, TalkbenchError
+
+CLIPS = ["bbaf2n", "id2_vcd_swwp2s", "lbax4n"]
+FAST_METRICS = "psnr,ssim,lmd,av-xcorr"
+
+
+@pytest.fixture(scope="session")
+def bench_env(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path):
+    """Shards, a tasks folder, an MLflow SQLite store and artifact root, all under one temp folder."""
+    root = tmp_path_factory.mktemp("bench")
+    shards = make_minimal_shards(root / "shards", [GRID / f"{c}.mpg" for c in CLIPS])
+    env = {"tasks": root / "tasks", "uri": f"sqlite:///{root / 'mlflow.db'}", "root": root, "shards": shards}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TALKBENCH_TASKS_DIR", str(env["tasks"]))
+        mp.setenv("TALKBENCH_ARTIFACT_ROOT", (root / "mlartifacts").as_uri())
+        mp.setenv("MLFLOW_TRACKING_URI", env["uri"])
+        assert main(["bench", "make-task", "--shards", str(shards), "--name", "grid3"]) == 0
+        assert main(["bench", "make-task", "--shards", str(shards), "--name", "grid1", "--max-clips", "1"]) == 0
+        yield env
+
+
+@pytest.fixture(scope="session")
+def builtin_results(bench_env):
+    """The three built-in references on the 3-clip task, every available metric, logged to MLflow."""
+    from talkbench.benchmark.harness import run_submissions
+
+    specs = ["builtin:ground-truth", "builtin:static-frame", "builtin:shifted?k=5"]
+    results = run_submissions("grid3", specs, outputs_dir=bench_env["root"] / "videos")
+    return {r.submission.spec: (r, run_id) for r, run_id in results}
+
+
+def _values(result, key: str) -> dict[str, float]:
+    return {r["clip_id"]: r[key] for r in result.rows if r["status"] == "ok"}
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def test_make_task_is_versioned_and_hashed(bench_env, capsys):
+    from talkbench.benchmark.tasks import load_task
+
+    t1 = load_task("grid3")
+    assert [c.clip_id for c in t1.clips] == sorted(CLIPS)
+    assert t1.kind == "paired" and t1.version == 1 and len(t1.hash) == 64
+    assert all(c.audio_clip == c.clip_id and c.reference_frame == 0 for c in t1.clips)
+    # same content again: same version; different content: a new version, the old one still loadable
+    assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "grid3"]) == 0
+    assert "unchanged" in capsys.readouterr().out
+    assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "grid3v",
+                 "--max-clips", "2"]) == 0
+    assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "grid3v"]) == 0
+    assert load_task("grid3v").version == 2 and len(load_task("grid3v@1").clips) == 2
+    assert load_task("grid3v").hash != load_task("grid3v@1").hash
+    assert main(["bench", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "grid3@1" in listing and "grid3v@2" in listing
+
+
+def test_task_file_edited_by_hand_is_refused(bench_env, tmp_path):
+    from talkbench.benchmark.tasks import load_task
+
+    src = bench_env["tasks"] / "grid1" / "v1.yaml"
+    data = yaml.safe_load(src.read_text())
+    data["clips"][0]["reference_frame"] = 7
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(data))
+    with pytest.raises(TalkbenchError, match="does not match its hash"):
+        load_task(str(edited))
+
+
+def test_unpaired_task_drives_each_face_with_another_clips_audio(bench_env):
+    from talkbench.benchmark.tasks import build_task
+
+    task = build_task(bench_env["shards"], "dub", kind="unpaired")
+    assert task.primary_metric == "av_xcorr_peak"
+    for clip in task.clips:
+        assert clip.audio_clip != clip.reference_clip and clip.ground_truth is None
+    assert sorted(c.audio_clip for c in task.clips) == sorted(CLIPS)  # every audio used once
+
+
+def test_make_task_errors_are_one_line(bench_env, tmp_path, capsys):
+    assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "x", "--split", "train"]) == 2
+    assert "no clips in split 'train'" in capsys.readouterr().err
+    assert main(["bench", "make-task", "--shards", str(tmp_path), "--name", "x"]) == 2
+    assert "no clips.parquet" in capsys.readouterr().err
+    assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "a/b"]) == 2
+    assert main(["bench", "run", "--task", "nope", "--submission", "builtin:ground-truth"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- built-in references
+
+
+def test_ground_truth_is_the_upper_bound(builtin_results):
+    gt, _ = builtin_results["builtin:ground-truth"]
+    assert gt.n_ok == 3 and gt.n_failed == 0
+    assert all(v >= 40 for v in _values(gt, "psnr").values())
+    assert all(v >= 0.99 for v in _values(gt, "ssim").values())
+    assert all(v < 1e-3 for v in _values(gt, "lmd").values())
+    agg = gt.aggregates["ssim"]
+    assert agg.ci_low <= agg.value <= agg.ci_high
+
+
+def test_static_frame_scores_below_ground_truth(builtin_results):
+    gt, _ = builtin_results["builtin:ground-truth"]
+    static, _ = builtin_results["builtin:static-frame"]
+    for clip, v in _values(static, "ssim").items():
+        assert v < _values(gt, "ssim")[clip]
+    for clip, v in _values(static, "lmd").items():
+        assert v > _values(gt, "lmd")[clip] + 0.1
+
+
+SYNC_KEYS = {"lmd": "lower", "lmd_sum": "lower", "av_xcorr_peak": "higher", "lse_d": "lower", "lse_c": "higher",
+             "lse_abs_offset": "lower", "tb_sync_d": "lower", "tb_sync_c": "higher", "tb_sync_abs_offset": "lower"}
+
+
+def test_shifted_is_out_of_sync(builtin_results):
+    gt, _ = builtin_results["builtin:ground-truth"]
+    shifted, _ = builtin_results["builtin:shifted?k=5"]
+    available = [k for k in SYNC_KEYS if k in gt.aggregates]
+    assert {"lmd", "av_xcorr_peak"} <= set(available)
+    for key in available:
+        g, s = gt.aggregates[key].value, shifted.aggregates[key].value
+        assert (s < g) if SYNC_KEYS[key] == "higher" else (s > g), f"{key}: shifted {s} vs ground truth {g}"
+    # The weight-free offset estimate recovers the delay. It is measured against the ground truth's own
+    # estimate per clip, because on these 3 s GRID clips av-xcorr already reads several frames off for
+    # the untouched ground truth (the mouth moves before and after the sound); the median over clips of
+    # (shifted - ground truth) must be within one frame of k = 5.
+    gt_off, sh_off = _values(gt, "av_xcorr_offset"), _values(shifted, "av_xcorr_offset")
+    relative = np.array([sh_off[c] - gt_off[c] for c in gt_off])
+    assert abs(np.median(relative) - 5) <= 1, (gt_off, sh_off)
+
+
+def test_unavailable_metrics_are_recorded_not_zero(builtin_results):
+    from mlflow.tracking import MlflowClient
+
+    gt, run_id = builtin_results["builtin:ground-truth"]
+    run = MlflowClient().get_run(run_id)
+    for name, reason in gt.unavailable.items():
+        assert run.data.params[f"unavailable.{name}"] == reason
+        assert name not in run.data.metrics
+    if "lpips" in gt.unavailable:  # no weights on this machine
+        assert "lpips" not in run.data.metrics and "weights" in gt.unavailable["lpips"]
+
+
+def test_run_records_params_metrics_and_artifacts(builtin_results):
+    from mlflow.tracking import MlflowClient
+
+    result, run_id = builtin_results["builtin:static-frame"]
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    p, m = run.data.params, run.data.metrics
+    assert p["task_hash"] == result.task.hash and p["submission_hash"] == result.submission.identity_hash
+    assert p["variant.ssim"] == "ssim-gauss11-s1.5" and p["missing_policy"] == "exclude-with-count"
+    assert p["talkbench_version"] and "git_commit" in p
+    assert m["ssim_ci_low"] <= m["ssim"] <= m["ssim_ci_high"] and m["n_clips_ok"] == 3
+    files = {f.path for f in client.list_artifacts(run_id)}
+    assert {"per_clip.csv", "results.json", "grids"} <= files
+    grids = client.list_artifacts(run_id, "grids")
+    assert len(grids) == 3 and all(g.path.endswith(".png") for g in grids)
+    local = client.download_artifacts(run_id, "per_clip.csv")
+    rows = list(csv.DictReader(Path(local).read_text().splitlines()))
+    assert sorted(r["clip_id"] for r in rows) == sorted(CLIPS) and all(float(r["ssim"]) < 1 for r in rows)
+
+
+# --------------------------------------------------------------------------- outputs-first folders
+
+
+def _gt_folder(folder: Path, clips: list[str], with_audio: bool = False) -> Path:
+    from talkbench.media import read_av, write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for c in clips:
+        av = read_av(GRID / f"{c}.mpg")
+        write_video(folder / f"{c}.mp4", av.frames, fps=25, audio=av.audio if with_audio else None)
+    return folder
+
+
+def test_outputs_first_folder_of_ground_truth_scores_like_ground_truth(bench_env, builtin_results, tmp_path):
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import load_task
+
+    folder = _gt_folder(tmp_path / "sub", CLIPS)
+    (folder / "submission.yaml").write_text("model: gt-reencoded\nversion: '1'\nlicence: CC-BY-4.0\n")
+    sub = load_submission(str(folder))
+    assert sub.name == "gt-reencoded 1" and sub.meta["licence"] == "CC-BY-4.0"
+    res = evaluate(load_task("grid3"), sub, metric_names=FAST_METRICS.split(","))
+    static, _ = builtin_results["builtin:static-frame"]
+    assert res.n_ok == 3 and res.rows[0]["video_audio"] is False  # no audio track: the task's audio is used
+    assert res.aggregates["psnr"].value > 35 and res.aggregates["ssim"].value > 0.95
+    assert res.aggregates["ssim"].value > static.aggregates["ssim"].value
+    assert res.aggregates["lmd"].value < 0.5 * static.aggregates["lmd"].value
+
+
+def test_bad_folder_gives_clear_per_clip_errors(bench_env, tmp_path):
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import load_task
+
+    outside = _gt_folder(tmp_path / "outside", ["lbax4n"])
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    # bbaf2n missing; id2_vcd_swwp2s is a text file; lbax4n a link leading outside; plus extra files
+    (folder / "id2_vcd_swwp2s.mp4").write_text("not a video")
+    os.symlink(outside / "lbax4n.mp4", folder / "lbax4n.mp4")
+    (folder / "zzz.mp4").write_bytes(b"")
+    (folder / "notes.txt").write_text("hi")
+    res = evaluate(load_task("grid3"), load_submission(str(folder)), metric_names=["psnr"])
+    kinds = {r["clip_id"]: r["error_kind"] for r in res.rows}
+    assert kinds == {"bbaf2n": "missing", "id2_vcd_swwp2s": "unreadable", "lbax4n": "unsafe_path"}
+    assert all(r["error"] for r in res.rows) and res.n_ok == 0 and not res.aggregates
+    extra = {p["file"]: p["error_kind"] for p in res.submission.problems}
+    assert extra == {"zzz.mp4": "extra", "notes.txt": "extra"}
+
+
+def test_wrong_length_video_fails_that_clip_only(bench_env, tmp_path):
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import load_task
+
+    from talkbench.media import read_av, write_video
+
+    folder = tmp_path / "short"
+    folder.mkdir()
+    write_video(folder / "bbaf2n.mp4", read_av(GRID / "bbaf2n.mpg").frames[:40], fps=25)
+    res = evaluate(load_task("grid1"), load_submission(str(folder)), metric_names=["psnr"])
+    assert res.rows[0]["error_kind"] == "wrong_length" and "40 frames" in res.rows[0]["error"]
+
+
+def test_archives_are_extracted_safely(bench_env, tmp_path):
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import extract_archive, load_submission
+    from talkbench.benchmark.tasks import load_task
+
+    videos = _gt_folder(tmp_path / "v", ["bbaf2n"], with_audio=True)
+    archive = tmp_path / "sub.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(videos / "bbaf2n.mp4", "bbaf2n.mp4")
+        zf.writestr("../escape.mp4", b"x")
+        zf.writestr("/abs.mp4", b"x")
+        link = zipfile.ZipInfo("link.mp4")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "/etc/passwd")
+    res = evaluate(load_task("grid1"), load_submission(str(archive)), metric_names=["psnr", "lmd"])
+    assert res.n_ok == 1 and res.aggregates["psnr"].value > 35
+    assert abs(res.rows[0]["video_audio_diff_s"]) < 0.1  # its own audio track was checked, not used
+    refused = {p["file"] for p in res.submission.problems if p["error_kind"] == "unsafe_path"}
+    assert refused == {"../escape.mp4", "/abs.mp4", "link.mp4"}
+    assert not (tmp_path / "escape.mp4").exists()
+
+    tar_path = tmp_path / "sub.tar"
+    with tarfile.open(tar_path, "w") as tf:
+        tf.add(videos / "bbaf2n.mp4", "sub/bbaf2n.mp4")
+        sym = tarfile.TarInfo("sub/evil.mp4")
+        sym.type, sym.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+        tf.addfile(sym)
+    dest = tmp_path / "x"
+    dest.mkdir()
+    assert extract_archive(tar_path, dest) == ["sub/evil.mp4"]
+    assert (dest / "sub" / "bbaf2n.mp4").is_file() and not (dest / "sub" / "evil.mp4").exists()
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def test_adapter_with_batching_and_setup(bench_env):
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import load_task
+
+    sub = load_submission("bench_adapters:StillFace")
+    assert sub.name == "still-face" and sub.identity["source_sha256"]
+    res = evaluate(load_task("grid3"), sub, metric_names=["lmd"], videos_dir=bench_env["root"] / "still")
+    assert res.n_ok == 3 and sub.obj.batches == [2, 1]
+    kept = sorted(p.name for p in (bench_env["root"] / "still").iterdir())
+    assert kept == sorted(f"{c}.mp4" for c in CLIPS)  # the harness keeps the generated videos
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("nan", "nan_frames"), ("empty", "empty"), ("short", "wrong_length"),
+                                            ("gray", "bad_output"), ("raise", "generate_failed")])
+def test_bad_adapter_output_is_a_per_clip_error(bench_env, mode, kind):
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import load_task
+
+    res = evaluate(load_task("grid1"), load_submission(f"bench_adapters:Broken?mode={mode}"), metric_names=["psnr"])
+    assert [r["error_kind"] for r in res.rows] == [kind] and res.rows[0]["error"]
+
+
+def test_submission_spec_errors():
+    from talkbench.benchmark.submissions import check_frames, load_submission
+
+    with pytest.raises(TalkbenchError, match="not a built-in"):
+        load_submission("no/such/folder")
+    with pytest.raises(TalkbenchError, match="unknown built-in submission 'nope'"):
+        load_submission("builtin:nope")
+    with pytest.raises(TalkbenchError, match="cannot import module"):
+        load_submission("no_such_module_xyz:Model")
+    with pytest.raises(TalkbenchError, match="bad option"):
+        load_submission("builtin:shifted?z=1")
+    assert load_submission("builtin:shifted").spec == "builtin:shifted?k=5"
+    frames = np.zeros((74, 8, 8, 3), np.uint8)
+    assert check_frames(frames, 75, tolerance=1).shape[0] == 75  # one frame short: padded
+    with pytest.raises(ClipError):
+        check_frames(frames, 75, tolerance=0)
+
+
+# --------------------------------------------------------------------------- duplicates and leaderboard
+
+
+def test_duplicate_runs_are_refused_or_replaced(bench_env, builtin_results, capsys):
+    from mlflow.tracking import MlflowClient
+    from talkbench.benchmark.leaderboard import load_board
+    from talkbench.benchmark.runs import TAG_SUPERSEDED
+
+    args = ["bench", "run", "--task", "grid3", "--submission", "builtin:shifted", "--metrics", FAST_METRICS,
+            "--outputs-dir", str(bench_env["root"] / "dup")]
+    assert main(args) == 2  # builtin:shifted == builtin:shifted?k=5: already scored
+    err = capsys.readouterr().err
+    assert "already scored" in err and "--rerun" in err
+    _, old_run = builtin_results["builtin:shifted?k=5"]
+    assert main([*args, "--rerun"]) == 0
+    assert MlflowClient().get_run(old_run).data.tags[TAG_SUPERSEDED]
+    board = load_board("grid3")
+    names = [e.submission for e in board.entries]
+    assert sorted(names) == sorted(set(names))  # one row per submission
+    assert old_run not in {e.run_id for e in board.entries}
+
+
+def test_leaderboard_orders_by_primary_metric(bench_env, builtin_results, tmp_path, capsys):
+    from talkbench.benchmark.leaderboard import load_board
+
+    board = load_board("grid3")
+    assert board.primary == "lmd" and board.directions["lmd"] == "lower"
+    order = [e.submission for e in board.entries]
+    assert order.index("builtin:ground-truth") == 0
+    assert set(order[1:3]) == {"builtin:static-frame", "builtin:shifted?k=5"}
+    md = tmp_path / "lb.md"
+    assert main(["bench", "leaderboard", "--task", "grid3", "--out", str(md)]) == 0
+    text = md.read_text()
+    assert "lmd ↓ (primary)" in text and "psnr ↑" in text
+    lines = [line for line in text.splitlines() if line.startswith("| 1 |")]
+    assert "builtin:ground-truth" in lines[0]
+    for name in builtin_results["builtin:ground-truth"][0].unavailable:
+        assert f"`{name}`: " in text  # unavailable metrics listed with their reason
+    out_csv = tmp_path / "lb.csv"
+    assert main(["bench", "leaderboard", "--task", "grid3", "--format", "csv", "--out", str(out_csv)]) == 0
+    rows = list(csv.DictReader(out_csv.read_text().splitlines()))
+    assert rows[0]["submission"] == "builtin:ground-truth" and float(rows[0]["ssim"]) >= 0.99
+    assert float(rows[1]["ssim_ci_low"]) <= float(rows[1]["ssim"]) <= float(rows[1]["ssim_ci_high"])
+
+
+@pytest.mark.browser
+def test_html_leaderboard_renders_in_a_browser(bench_env, builtin_results, tmp_path):
+    out = tmp_path / "lb.html"
+    assert main(["bench", "leaderboard", "--task", "grid3", "--format", "html", "--out", str(out)]) == 0
+    html = out.read_text()
+    assert html.count("data:image/png;base64,") >= 4  # bar chart + one sample grid per submission
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    shot = tmp_path / "lb.png"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1200",
+           f"--screenshot={shot}", out.as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=True)
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert img.std() > 10  # a rendered page with table and pictures, not a blank one
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", out.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert dom.count("<tr>") == 4 and "builtin:ground-truth" in dom
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_against_a_real_mlflow_server(bench_env, tmp_path):
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--default-artifact-root", (tmp_path / "server-artifacts").as_uri(), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail("mlflow server did not start")
+                time.sleep(0.5)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delenv("MLFLOW_TRACKING_URI")
+            assert main(["bench", "run", "--task", "grid1", "--submission", "builtin:ground-truth",
+                         "--metrics", "psnr,lmd", "--tracking-uri", uri,
+                         "--outputs-dir", str(tmp_path / "v")]) == 0
+            assert main(["bench", "run", "--task", "grid1", "--submission", "builtin:ground-truth",
+                         "--metrics", "psnr,lmd", "--tracking-uri", uri]) == 2  # duplicate refused there too
+            out = tmp_path / "lb.md"
+            assert main(["bench", "leaderboard", "--task", "grid1", "--tracking-uri", uri, "--out", str(out)]) == 0
+        assert "builtin:ground-truth" in out.read_text()
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)

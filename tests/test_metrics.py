@@ -1,0 +1,325 @@
+"""The metric math: hand-computed small cases, scikit-image equality, planted offsets (no weights needed)."""
+
+from __future__ import annotations
+
+import math
+
+import av
+import numpy as np
+import pytest
+from conftest import GRID
+from scipy.ndimage import gaussian_filter
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from talkbench.benchmark.metrics import METRICS, AlignedVideo, ClipPair
+from talkbench.benchmark.metrics.au import au_agreement, occurrence_f1, pearson
+from talkbench.benchmark.metrics.avsync import audio_envelope, xcorr_offset
+from talkbench.benchmark.metrics.bootstrap import bootstrap_ci
+from talkbench.benchmark.metrics.cpbd import cpbd_gray, marziliano_widths, sobel_vertical_edges
+from talkbench.benchmark.metrics.fid import frechet_distance
+from talkbench.benchmark.metrics.image import PSNR_CAP_DB, psnr_frames, ssim_frames
+from talkbench.benchmark.metrics.landmarks import INNER_LOWER, INNER_UPPER, LIPS, jitter, lmd_frames
+from talkbench.benchmark.metrics.lse import lse_from_embeddings
+from talkbench.benchmark.metrics.pose import head_pose_similarity
+
+
+@pytest.fixture(scope="session")
+def grid_faces() -> np.ndarray:
+    """12 real GRID frames, a 128x128 crop around the speaker's face (RGB uint8)."""
+    path = GRID / "bbaf2n.mpg"
+    if not path.is_file():
+        pytest.fail(f"fixture {path} missing")
+    frames = []
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            frames.append(f.to_ndarray(format="rgb24")[40:168, 116:244])
+            if len(frames) == 12:
+                break
+    return np.stack(frames)
+
+
+def _degraded(frames: np.ndarray, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    blurred = gaussian_filter(frames.astype(np.float64), sigma=(0, 1.0, 1.0, 0))
+    return np.clip(blurred + rng.normal(0, 6, frames.shape), 0, 255).astype(np.uint8)
+
+
+# --- PSNR / SSIM against scikit-image ------------------------------------------------------------------
+
+
+def test_psnr_matches_skimage_and_caps_identical(grid_faces: np.ndarray) -> None:
+    other = _degraded(grid_faces)
+    ours = psnr_frames(other, grid_faces)
+    ref = [peak_signal_noise_ratio(grid_faces[i], other[i], data_range=255) for i in range(len(other))]
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
+    assert np.all(psnr_frames(grid_faces, grid_faces) == PSNR_CAP_DB)
+
+
+@pytest.mark.parametrize(
+    ("variant", "kwargs"),
+    [
+        ("ssim-gauss11-s1.5", {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}),
+        ("ssim-uniform7", {}),
+    ],
+)
+def test_ssim_matches_skimage(grid_faces: np.ndarray, variant: str, kwargs: dict) -> None:
+    other = _degraded(grid_faces, seed=1)
+    ours = ssim_frames(other, grid_faces, variant)
+    ref = [structural_similarity(other[i], grid_faces[i], data_range=255, channel_axis=-1, **kwargs)
+           for i in range(len(other))]
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
+    assert np.allclose(ssim_frames(grid_faces, grid_faces, variant), 1.0)
+    assert 0.2 < ours.mean() < 0.99
+
+
+def test_image_metrics_reject_bad_input(grid_faces: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        psnr_frames(grid_faces, grid_faces[:, :64])
+    with pytest.raises(ValueError, match="unknown SSIM variant"):
+        ssim_frames(grid_faces, grid_faces, "ssim-bogus")
+    with pytest.raises(ValueError, match="smaller than"):
+        ssim_frames(grid_faces[:, :5, :5], grid_faces[:, :5, :5])
+
+
+# --- CPBD -----------------------------------------------------------------------------------------------
+
+
+def _naive_widths(image: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The published per-pixel scan (Marziliano), written as loops, to check the vectorised one."""
+    h, w = image.shape
+    gy, gx = np.gradient(image)
+    out = np.zeros_like(image)
+    for r in range(1, h - 1):
+        for c in range(1, w - 1):
+            if not edges[r, c]:
+                continue
+            ang = math.degrees(math.atan2(gy[r, c], gx[r, c])) if gx[r, c] != 0 else 0.0
+            q = 45 * np.round(ang / 45)
+            if q not in (0, 180, -180):
+                continue
+            sign = 1 if q == 0 else -1  # 0: intensity rises left to right
+            m = 0
+            while m <= 100 and c - 2 - m >= 0 and sign * (image[r, c - 1 - m] - image[r, c - 2 - m]) > 0:
+                m += 1
+            left = min(m, 100) + 1
+            m = 0
+            while m <= 100 and c + 2 + m < w and sign * (image[r, c + 2 + m] - image[r, c + 1 + m]) > 0:
+                m += 1
+            right = min(m, 100) + 1
+            out[r, c] = left + right
+    return out
+
+
+def test_cpbd_edge_widths_match_the_per_pixel_scan(grid_faces: np.ndarray) -> None:
+    gray = grid_faces[0].astype(np.float64).mean(axis=2)
+    gray = gaussian_filter(gray, 1.2)[:48, :60]
+    edges = sobel_vertical_edges(gray)
+    assert edges.sum() > 20
+    np.testing.assert_array_equal(marziliano_widths(gray, edges), _naive_widths(gray, edges))
+
+
+def test_cpbd_decreases_with_blur(grid_faces: np.ndarray) -> None:
+    from skimage import data
+
+    for image in (data.camera().astype(np.float64), grid_faces[:, :, :, 1].astype(np.float64)[0]):
+        scores = [cpbd_gray(gaussian_filter(image, s) if s else image) for s in (0, 0.5, 1.0, 1.5)]
+        assert np.all(np.diff(scores) < 0), scores
+    assert cpbd_gray(data.camera().astype(np.float64)) > 0.5  # a sharp photograph
+    assert math.isnan(cpbd_gray(np.full((64, 64), 128.0)))  # flat image: no edges to judge
+
+
+# --- landmarks: LMD, jitter -------------------------------------------------------------------------------
+
+
+def _landmarks(t: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(20, 100, (t, 478, 3)).astype(np.float32)
+
+
+def test_lmd_zero_for_identical_and_translation() -> None:
+    lm = _landmarks()
+    assert np.all(lmd_frames(lm, lm) == 0)
+    assert np.allclose(lmd_frames(lm + np.float32(7.0), lm), 0, atol=1e-5)  # each set centred on its own mean
+
+
+def test_lmd_known_value_for_one_moved_point() -> None:
+    lm = _landmarks()
+    moved = lm.copy()
+    moved[:, LIPS[0], 0] += 3.0
+    moved[:, LIPS[0], 1] += 4.0  # |d| = 5; the mean moves by d/40
+    # moved point: 5 * 39/40; each of the 39 others: 5/40  ->  mean (2 * 39 * 5 / 40) / 40, sum x 40
+    np.testing.assert_allclose(lmd_frames(moved, lm, "mean"), 0.24375, atol=1e-5)
+    np.testing.assert_allclose(lmd_frames(moved, lm, "sum"), 9.75, atol=1e-4)
+    with pytest.raises(ValueError, match="reduce"):
+        lmd_frames(moved, lm, "max")
+
+
+def test_jitter_of_linear_motion() -> None:
+    t = np.arange(10, dtype=np.float64)
+    lm = np.zeros((10, 478, 3))
+    lm[:, :, 0] = 2.0 * t[:, None]  # 2 px/frame, no acceleration
+    v, a = jitter(lm)
+    assert v == pytest.approx(2.0) and a == pytest.approx(0.0)
+    lm[5, :, 1] += 1.0  # one frame jumps 1 px in y
+    found = np.ones(10, bool)
+    assert jitter(lm)[1] > 0
+    found[5] = False  # ...but a frame without a face never counts as a jump
+    assert jitter(lm, found)[1] == pytest.approx(0.0)
+
+
+# --- AU agreement -----------------------------------------------------------------------------------------
+
+
+def test_au_agreement_small_arrays() -> None:
+    gen = np.array([0.0, 1.0, 2.0, 3.0])
+    ref = np.array([0.0, 2.0, 2.0, 0.5])
+    assert occurrence_f1(gen, ref) == pytest.approx(2 * 2 / (3 + 2))  # present: gen 1,2,3; ref 1,2 -> tp 2
+    assert math.isnan(occurrence_f1(np.zeros(3), np.zeros(3)))  # undefined, not 0 or 1
+    assert pearson(gen, 2 * gen + 1) == pytest.approx(1.0)
+    assert math.isnan(pearson(gen, np.ones(4)))
+    aus = ("AU25", "AU26")
+    out = au_agreement({"AU25": gen, "AU26": gen}, {"AU25": ref, "AU26": gen}, np.ones(4, bool), aus)
+    assert out["AU25_mae"] == pytest.approx((0 + 1 + 0 + 2.5) / 4)
+    assert out["AU26_mae"] == 0 and out["AU26_r"] == pytest.approx(1.0) and out["AU26_f1"] == 1.0
+    assert out["au_mae"] == pytest.approx((0.875 + 0) / 2)
+    r = np.corrcoef(gen, ref)[0, 1]
+    assert out["AU25_r"] == pytest.approx(r)
+    with pytest.raises(ValueError, match="AU26 is missing"):
+        au_agreement({"AU25": gen}, {"AU25": ref}, np.ones(4, bool), aus)
+
+
+# --- A/V sync: cross-correlation and the LSE math ------------------------------------------------------
+
+
+def _smooth_noise(n: int, seed: int) -> np.ndarray:
+    return gaussian_filter(np.random.default_rng(seed).random(n), 1.5)
+
+
+@pytest.mark.parametrize("k", [-4, 0, 3, 7])
+def test_xcorr_recovers_planted_shift(k: int) -> None:
+    env = _smooth_noise(120, seed=k + 10)
+    opening = np.roll(env, k) + 0.02 * np.random.default_rng(1).standard_normal(120)  # video lags by k
+    offset, peak, r = xcorr_offset(env, opening)
+    assert abs(offset - k) <= 1
+    assert peak > 0.8 and len(r) == 31
+
+
+def _synthetic_pair(k: int, t: int = 100) -> ClipPair:
+    """Audio whose 40 ms RMS follows a random envelope; landmarks whose lip gap follows it k frames later."""
+    env = 0.05 + _smooth_noise(t, seed=3)
+    rng = np.random.default_rng(4)
+    audio = np.concatenate([env[i] * rng.choice([-1.0, 1.0], 640) for i in range(t)]).astype(np.float32)
+    lm = np.zeros((t, 478, 3), np.float32)
+    lm[:, 61, 0], lm[:, 291, 0] = 40.0, 80.0  # mouth corners: width 40 px
+    gap = 20.0 * np.roll(env, k)
+    lm[:, INNER_UPPER, 1] = 90.0
+    lm[:, INNER_LOWER, 1] = 90.0 + gap
+    faces = np.zeros((t, 16, 16, 3), np.uint8)
+    video = AlignedVideo(faces=faces, mouths=faces, landmarks=lm, face_found=np.ones(t, bool),
+                         pose=np.zeros((t, 6), np.float32), aus={})
+    return ClipPair(clip_id=f"shift{k}", generated=video, reference=None, audio=audio)
+
+
+def test_av_xcorr_metric_on_synthetic_clip() -> None:
+    np.testing.assert_allclose(audio_envelope(np.ones(1600, np.float32) * 0.5), [0.5, 0.5])
+    metric = METRICS.get("av-xcorr")()
+    for k in (0, 5):
+        values = metric.update(_synthetic_pair(k))
+        assert abs(values["av_xcorr_offset"] - k) <= 1, values
+        assert values["av_xcorr_peak"] > 0.8
+    assert set(metric.compute()) == {"av_xcorr_offset", "av_xcorr_abs_offset", "av_xcorr_peak"}
+
+
+@pytest.mark.parametrize("k", [-3, 0, 4])
+def test_lse_math_finds_planted_offset(k: int) -> None:
+    rng = np.random.default_rng(0)
+    n, d = 60, 32
+    video = rng.standard_normal((n + 20, d))
+    audio = np.roll(video, -k, axis=0) + 0.1 * rng.standard_normal((n + 20, d))  # a[j] ~ v[j + k]
+    r = lse_from_embeddings(video[10:10 + n], audio[10:10 + n])
+    assert r.offset == k  # + = video lags audio, as syncnet_python's "AV offset"
+    assert r.lse_c > 1.0 and r.lse_d < np.median(r.mean_dists)
+    assert r.mean_dists.shape == (31,)
+    with pytest.raises(ValueError, match="one shape"):
+        lse_from_embeddings(video[:5], audio[:4])
+
+
+# --- head pose, bootstrap, Frechet distance -------------------------------------------------------------
+
+
+def test_head_pose_similarity() -> None:
+    rng = np.random.default_rng(0)
+    pose = rng.normal(0, 5, (50, 6))
+    same = head_pose_similarity(pose, pose)
+    assert same == {"hs": 1.0, "pose_corr": pytest.approx(1.0), "pose_err_deg": 0.0}
+    shifted = pose.copy()
+    shifted[:, 0] += 9.0  # 9 degrees of yaw -> 1 - 9/90
+    out = head_pose_similarity(shifted, pose)
+    assert out["hs"] == pytest.approx(0.9) and out["pose_err_deg"] == pytest.approx(9.0)
+    assert out["pose_corr"] == pytest.approx(1.0)
+
+
+def test_bootstrap_ci_contains_mean_and_shrinks() -> None:
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (10, 100, 1000):
+        x = rng.normal(3.0, 1.0, n)
+        ci = bootstrap_ci(x)
+        assert ci.low <= ci.mean <= ci.high and ci.mean == pytest.approx(x.mean())
+        assert bootstrap_ci(x) == ci  # fixed seed: deterministic
+        widths.append(ci.high - ci.low)
+    assert widths[0] > widths[1] > widths[2]
+    assert bootstrap_ci([1.0, np.nan, 3.0]).mean == 2.0  # undefined clips are dropped
+    assert bootstrap_ci([5.0]) == (5.0, 5.0, 5.0)
+    assert all(math.isnan(v) for v in bootstrap_ci([]))
+
+
+def test_frechet_distance_of_gaussians() -> None:
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    s1, s2 = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 4.0, 1.0])
+    # ||mu1-mu2||^2 + sum (sqrt(a) - sqrt(b))^2 for diagonal covariances
+    expected = 5.0 + (1 - 2) ** 2 + 0 + (3 - 1) ** 2
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
+
+
+# --- Metric classes on a real-frame clip pair -------------------------------------------------------------
+
+
+def _video(faces: np.ndarray, seed: int = 0) -> AlignedVideo:
+    t = len(faces)
+    rng = np.random.default_rng(seed)
+    return AlignedVideo(faces=faces, mouths=faces[:, 64:, 32:96], landmarks=_landmarks(t, seed),
+                        face_found=np.ones(t, bool), pose=rng.normal(0, 3, (t, 6)).astype(np.float32),
+                        aus={au: rng.uniform(0, 3, t).astype(np.float32)
+                             for au in ("AU10", "AU14", "AU20", "AU25", "AU26")})
+
+
+def test_weight_free_metrics_on_ground_truth_and_degraded(grid_faces: np.ndarray) -> None:
+    gt = _video(grid_faces[:6])
+    bad = _video(_degraded(grid_faces[:6]), seed=1)
+    names = ["psnr", "ssim", "ssim-uniform7", "cpbd", "lmd", "lmd-sum", "landmark-jitter", "au-agreement",
+             "head-pose"]
+    for name in names:
+        cls = METRICS.get(name)
+        assert cls.available() and cls.variant != "default"
+        perfect = cls().update(ClipPair("gt", gt, gt, np.zeros(16000, np.float32)))
+        worse = cls().update(ClipPair("bad", bad, gt, np.zeros(16000, np.float32)))
+        assert set(perfect) == set(worse) and set(cls.directions) <= set(perfect)
+        for key, direction in cls.directions.items():
+            if cls.requires_reference and np.isfinite(worse[key]):
+                better = perfect[key] >= worse[key] if direction == "higher" else perfect[key] <= worse[key]
+                assert better, (name, key, perfect[key], worse[key])
+    assert METRICS.get("psnr")().update(ClipPair("gt", gt, gt, np.zeros(1)))["psnr"] == PSNR_CAP_DB
+
+
+def test_full_reference_metric_refuses_unpaired_clip(grid_faces: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="needs a reference"):
+        METRICS.get("ssim")().update(ClipPair("x", _video(grid_faces), None, np.zeros(1)))
+
+
+def test_weighted_metrics_report_unavailable_without_weights(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TALKBENCH_WEIGHTS", str(tmp_path))
+    for name, needs in [("lpips", "lpips-alex-v0.1"), ("fid", "inception-fid"), ("lse", "syncnet_v2"),
+                        ("csim", "arcface-iresnet50"), ("tb-sync", "tb-sync-expert")]:
+        cls = METRICS.get(name)
+        assert not cls.available()
+        assert needs in cls.unavailable_reason()

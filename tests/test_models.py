@@ -1,0 +1,142 @@
+"""Every model's forward/backward shapes, one-batch overfitting, TCN properties, generation to video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from shards_factory import TINY, tiny_overrides, write_shards
+
+from talkbench.errors import ConfigError
+from talkbench.models.data import ShardIndex, make_dataset, make_loader
+from talkbench.models.objectives import OBJECTIVES
+from talkbench.models.registry import MODELS
+from talkbench.models.train import load_run_config
+
+torch.set_num_threads(1)  # the CI box is shared: intra-op threads only add contention at these sizes
+NAMES = ["au_classifier", "audio_to_au", "au_rgan", "tcn_sa", "sync_expert"]
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("shards"), n_frames=24)
+
+
+def tiny(name: str, *extra: str):
+    return load_run_config(name, None, [*TINY[name], *extra])
+
+
+def first_batch(cfg, name, shards, batch_size=4):
+    obj = OBJECTIVES.get(name)(cfg.model, cfg.loss, cfg.data)
+    ds = make_dataset(ShardIndex(shards), obj.data_spec(), cfg.data, split="train", train=True, batch_size=batch_size)
+    return obj, next(iter(make_loader(ds, batch_size, 0)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_backward_shapes(name, shards):
+    cfg = tiny(name)
+    torch.manual_seed(0)
+    model = MODELS.get(name)(cfg.model)
+    obj, batch = first_batch(cfg, name, shards)
+    b = 4
+    if name == "au_classifier":
+        out = model(torch.randn(b, 3, 32, 32))
+        assert out["intensity"].shape == out["occurrence_logit"].shape == (b, 5)
+        assert float(out["intensity"].min()) >= 0 and float(out["intensity"].max()) <= 5
+    elif name == "audio_to_au":
+        out = model(batch["windows"])
+        assert batch["windows"].shape == (b, 8, 12, 35)
+        assert out["features"].shape == (b, 8, 2, 4) and out["intensity"].shape == (b, 8, 2)
+    elif name in ("au_rgan", "tcn_sa"):
+        out = model(torch.randn(b, 3, 32, 32), batch["windows"])
+        assert out["frames"].shape == (b, 4, 3, 32, 32) and out["au_intensity"].shape == (b, 4, 2)
+        assert model.discriminator(out["frames"][:, 0], torch.randn(b, 3, 32, 32)).shape[:2] == (b, 1)
+    else:
+        assert batch["mouth"].shape == (b, 5, 3, 16, 32) and batch["audio"].shape == (b, 12, 20)
+        mouths = batch["mouth"].float() / 127.5 - 1
+        v, a = model.embed_video(mouths), model.embed_audio(batch["audio"])
+        assert v.shape == a.shape == (b, 16)
+        assert torch.allclose(v.norm(dim=-1), torch.ones(b), atol=1e-5)
+    loss, logs = obj.loss(obj.groups[0], obj.parts(model), batch)
+    loss.backward()
+    trainable = obj.parts(model)[obj.groups[0]]
+    missing = [n for n, p in trainable.named_parameters() if p.grad is None]
+    assert not missing, f"parameters without gradient: {missing[:5]}"
+    assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_per_au_networks_and_lstm_fusion():
+    """The paper's one-network-per-AU Audio-to-AU and the LSTM fusion cell build and run."""
+    cfg = tiny("au_rgan", "model.audio_to_au.shared_trunk=false", "model.fusion.cell=lstm", "model.use_skips=false")
+    model = MODELS.get("au_rgan")(cfg.model)
+    assert len(model.generator.audio_to_au.trunks) == 2
+    out = model(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 12, 35))
+    assert out["frames"].shape == (2, 3, 3, 32, 32)
+
+
+def test_ablation_switches_remove_components():
+    cfg = tiny("tcn_sa", "model.use_audio_to_au=false", "model.discriminator.enabled=false")
+    model = MODELS.get("tcn_sa")(cfg.model)
+    assert model.generator.audio_to_au is None and model.discriminator is None
+    out = model(torch.randn(1, 3, 32, 32), torch.randn(1, 5, 12, 35))
+    assert "au_intensity" not in out
+    obj = OBJECTIVES.get("tcn_sa")(cfg.model, cfg.loss, cfg.data)
+    assert obj.groups == ("generator",)
+
+
+def test_tcn_is_length_preserving_non_causal_and_weight_normed():
+    from talkbench.models.tcn_sa import TCNConfig, TCNSAFusion
+
+    cfg = TCNConfig(channels=[16, 32], dropout=0.0)
+    fusion = TCNSAFusion(cfg, 12, 8).eval()
+    convs = [m for m in fusion.modules() if isinstance(m, torch.nn.Conv1d) and m.kernel_size == (3,)]
+    assert [c.dilation[0] for c in convs] == [1, 1, 2, 2] and [c.padding[0] for c in convs] == [1, 1, 2, 2]
+    assert all(hasattr(c, "parametrizations") for c in convs)
+    x = torch.randn(1, 10, 12, requires_grad=True)
+    y = fusion(x)
+    assert y.shape == (1, 10, 8)
+    y[0, 0].sum().backward()  # frame 0 sees the future (non-causal)
+    assert x.grad[0, 5:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", ["model.fusion.kernel_size=2", "model.fusion.channels=[10,20]", "model.nope=1",
+                                 "model.levels=0", "data.seq_len=0"])
+def test_bad_config_values_are_clear_errors(bad):
+    with pytest.raises(ConfigError) as e:
+        tiny("tcn_sa", bad)
+    assert bad.split("=")[0].split(".")[-1] in str(e.value)
+
+
+def test_au_consistency_needs_a_classifier_checkpoint():
+    cfg = tiny("au_rgan", "loss.au_consistency=1")
+    with pytest.raises(ConfigError, match="au_classifier_checkpoint"):
+        OBJECTIVES.get("au_rgan")(cfg.model, cfg.loss, cfg.data)
+
+
+# name -> (extra overrides, steps, lr)
+OVERFIT = {
+    "au_classifier": (["model.dropout=0"], 60, 3e-3),
+    "audio_to_au": (["model.shared_trunk=true"], 120, 1e-2),
+    "au_rgan": (["model.discriminator.enabled=false"], 120, 3e-3),
+    "tcn_sa": (["model.discriminator.enabled=false"], 120, 3e-3),
+    "sync_expert": ([], 60, 3e-3),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_overfitting_one_batch_lowers_the_loss_5x(name, shards):
+    extra, steps, lr = OVERFIT[name]
+    cfg = tiny(name, *extra)
+    torch.manual_seed(0)
+    model = MODELS.get(name)(cfg.model)
+    obj, batch = first_batch(cfg, name, shards)
+    group = obj.groups[0]
+    opt = torch.optim.Adam(obj.parts(model)[group].parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, _ = obj.loss(group, obj.parts(model), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert min(losses[-5:]) * 5 <= losses[0], f"{name}: {losses[0]:.4f} -> {losses[-1]:.4f}"
