@@ -43,6 +43,7 @@ def register(sub: Any, perf_sub: Any) -> None:
     r.add_argument("--metrics", default=None, help="comma-separated metric names (default: all registered)")
     r.add_argument("--outputs-dir", default=None, help="where generated videos are kept "
                    "(default bench_outputs/<task>/<submission>/)")
+    r.add_argument("--no-keep-videos", action="store_true", help="do not write the generated videos")
     r.add_argument("--length-tolerance", type=int, default=1,
                    help="frames a submission may be off by (trimmed/padded); more is a wrong_length error")
     r.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if available)")
@@ -89,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     results = run_submissions(args.task, args.submission, name=args.name, tracking_uri=args.tracking_uri,
                               rerun=args.rerun, metrics=metrics, outputs_dir=args.outputs_dir,
-                              length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device)
+                              length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device,
+                              keep_videos=not args.no_keep_videos)
     for result, run_id in results:
         print(summary_table(result))
         print(f"  MLflow run {run_id}" + (f"; videos kept in {result.videos_dir}" if result.videos_dir else ""))

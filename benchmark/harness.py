@@ -25,7 +25,7 @@ def slug(text: str) -> str:
 def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tracking_uri: str | None = None,
                     rerun: bool = False, metrics: list[str] | None = None, outputs_dir: str | Path | None = None,
                     length_tolerance: int = 1, tasks_dir: str | Path | None = None, device: str | None = None,
-                    log_to_mlflow: bool = True) -> list[tuple[EvalResult, str | None]]:
+                    log_to_mlflow: bool = True, keep_videos: bool = True) -> list[tuple[EvalResult, str | None]]:
     """Score each submission on the task (ground truth processed once), log one MLflow run each.
 
     Duplicates are checked for every submission BEFORE any scoring, so a refused rerun costs nothing.
@@ -44,8 +44,8 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
     out: list[tuple[EvalResult, str | None]] = []
     try:
         for i, sub in enumerate(subs):
-            result = evaluate(task, sub, metric_names=metrics, videos_dir=base / slug(sub.name), device=device,
-                              preprocessor=pre)
+            videos = base / slug(sub.name) if keep_videos else None
+            result = evaluate(task, sub, metric_names=metrics, videos_dir=videos, device=device, preprocessor=pre)
             run_id = runs.log_result(result, supersedes[i], length_tolerance) if log_to_mlflow else None
             out.append((result, run_id))
     finally:

@@ -328,10 +328,14 @@ class ShardDataset(tud.IterableDataset):
         if self.repeat and len(self.units) < n_shards:
             raise TalkbenchError(f"{len(self.units)} clips cannot feed {self.world_size} rank(s) x {nw} "
                                  "loader worker(s); lower data.num_workers or add clips")
-        # batches come round-robin from the workers, so worker w produced batches w, w + nw, ...
+        # The DataLoader takes batches round-robin from worker 0, 1, ...: logical stream w makes global
+        # batches w, w + nw, ... After skipping b batches the next one is stream b % nw's, so worker 0
+        # must play that stream: rotate the worker -> stream mapping by b.
+        wid = (wid + self.skip_batches) % nw
         skip = max(0, (self.skip_batches - wid + nw - 1) // nw) * self.batch_size
         decode, resize = _decoder()
         cache: dict[int, _ClipData] = {}
+        files: dict[str, pq.ParquetFile] = {}
         remaining: dict[int, int] = {}
         for k, start, neg in self._stream(self.rank * nw + wid, n_shards, remaining):
             remaining[k] -= 1
@@ -341,9 +345,13 @@ class ShardDataset(tud.IterableDataset):
                 clip = cache.get(k)
                 if clip is None:
                     unit = self.units[k]
-                    table = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=self.columns)
+                    if unit.path not in files:  # opening parses the footer: once per file, not per clip
+                        files[unit.path] = pq.ParquetFile(unit.path)
+                    table = files[unit.path].read_row_group(unit.row_group, columns=self.columns)
                     clip = cache[k] = _ClipData(table, unit.identity_frame, self.spec, self.cfg, decode, resize)
-                yield clip.sample(start, self.length, neg)
+                sample = clip.sample(start, self.length, neg)
+                sample["clip"], sample["start"] = np.int64(k), np.int64(start)  # provenance, for tests and grids
+                yield sample
             if remaining[k] == 0:  # no sample of this clip is left in the buffer: free its columns
                 cache.pop(k, None)
 
@@ -356,6 +364,12 @@ def make_dataset(index: ShardIndex, spec: DataSpec, cfg: DataConfig, *, split: s
                      batch_size=batch_size, skip_batches=skip_batches)
 
 
-def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False):
+def make_loader(dataset: ShardDataset, batch_size: int, num_workers: int, pin_memory: bool = False,
+                seed: int = 0) -> tud.DataLoader:
+    """A DataLoader with its own seed generator: starting an iterator must not draw from the global torch
+    RNG, or a resumed run's dropout would differ from an uninterrupted one."""
+    import torch
+
     return tud.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory,
-                          persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
+                          persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None,
+                          generator=torch.Generator().manual_seed(seed))

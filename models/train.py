@@ -127,6 +127,22 @@ def _mean_over_ranks(logs: dict[str, float], world: int, device: torch.device) -
     return dict(zip(keys, (t / world).tolist(), strict=True))
 
 
+def train_step(objective: Any, wrapped: dict, parts: dict, opts: dict, batch: dict[str, torch.Tensor],
+               autocast: Any, grad_clip: float) -> dict[str, float]:
+    """One step: each optimizer group of the objective in order (GANs: generator, then discriminator)."""
+    logs: dict[str, float] = {}
+    for g in objective.groups:
+        with autocast():
+            loss, group_logs = objective.loss(g, wrapped, batch)
+        opts[g].zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            group_logs[f"{g}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parts[g].parameters(), grad_clip))
+        opts[g].step()
+        logs.update(group_logs)
+    return logs
+
+
 def train(model_name: str, cfg: Any, resume: str | Path | None = None) -> TrainResult:
     """Train ``model_name`` with the resolved run config; ``resume`` = checkpoint folder or "auto"."""
     tc: TrainConfig = cfg.train
@@ -198,8 +214,7 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     spec = objective.data_spec()
     ds = make_dataset(index, spec, cfg.data, split=cfg.data.split, train=True, rank=rank, world_size=world,
                       batch_size=tc.batch_size, skip_batches=start_step)
-    loader = make_loader(ds, tc.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda")
-    loader.generator = torch.Generator().manual_seed(tc.seed)  # workers' seeds must not touch the global RNG
+    loader = make_loader(ds, tc.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda", seed=tc.seed)
     batches = iter(loader)
     val_data: list[dict[str, torch.Tensor]] = []
     if rank == 0 and index.units(cfg.data.val_split, cfg.data.statuses):
@@ -262,16 +277,7 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     t0, n_samples = time.perf_counter(), 0
     for step in range(start_step, tc.steps):
         batch = _to_device(next(batches), device)
-        logs: dict[str, float] = {}
-        for g in objective.groups:
-            with autocast():
-                loss, group_logs = objective.loss(g, wrapped, batch)
-            opts[g].zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                group_logs[f"{g}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parts[g].parameters(), tc.grad_clip))
-            opts[g].step()
-            logs.update(group_logs)
+        logs = train_step(objective, wrapped, parts, opts, batch, autocast, tc.grad_clip)
         logs = _mean_over_ranks(logs, world, device)
         result.history.append(logs)
         n_samples += tc.batch_size * world

@@ -188,20 +188,22 @@ def _box(lm: np.ndarray) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2, float(np.hypot(*(hi - lo)))
 
 
-def choose_main_face(faces: list[np.ndarray], frame_hw: tuple[int, int], previous: np.ndarray | None) -> int:
-    """Index of the main face among ``faces``.
+def choose_main_face(faces: list[np.ndarray], frame_hw: tuple[int, int], previous: np.ndarray | None) -> int | None:
+    """Index of the main face among ``faces``, or None.
 
-    With a previous main face: the face whose centre is nearest to it, if within one face diagonal
-    (identity kept over time). Otherwise the best of size x centrality: bounding-box diagonal
-    weighted from 1 (frame centre) down to 0.5 (a frame corner).
+    With a previous main face: the face whose centre is nearest to it if within one face diagonal,
+    else None (the main face is not among them: identity is kept over time). Without one: the best
+    of size x centrality, i.e. the bounding-box diagonal weighted from 1 at the frame centre down to
+    0.5 at a corner.
     """
+    if not faces:
+        return None
     centres = [_box(f) for f in faces]
     if previous is not None:
         pc, pd = _box(previous)
         dist = [float(np.hypot(*(c - pc))) for c, _ in centres]
         best = int(np.argmin(dist))
-        if dist[best] <= pd:
-            return best
+        return best if dist[best] <= pd else None
     h, w = frame_hw
     mid, half_diag = np.array([w / 2, h / 2]), math.hypot(w, h) / 2
     scores = [d * (1 - 0.5 * min(1.0, float(np.hypot(*(c - mid))) / half_diag)) for c, d in centres]
@@ -221,31 +223,46 @@ def _match_detection(face: np.ndarray, dets: list[tuple[float, ...]]) -> float |
     return best
 
 
-def track_main_face(frames: np.ndarray, tracker: FaceMeshTracker) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def track_main_face(frames: np.ndarray, tracker: FaceMeshTracker,
+                    max_gap_frames: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the tracker over ``frames`` (T, H, W, 3) RGB; keep the main face per frame.
 
-    Returns landmarks (T, 478, 3) with NaN where no face, n_faces (T,) and det_conf (T,).
-    ``det_conf`` is the BlazeFace score of the detection matching the main face on frames where
-    the graph ran detection; on frames where it only tracked, the track's last score is carried
-    forward (MediaPipe's per-frame tracking score is not exposed); NaN without a face.
+    The main face keeps its identity: while it is missing, other faces are not taken for it, for up
+    to ``max_gap_frames`` frames (then a new main face is chosen). When it is missing but other
+    faces are still tracked, the tracker is reset and the frame detected again, because MediaPipe
+    would not run its detector while any face is tracked.
+
+    Returns landmarks (T, 478, 3) with NaN where no main face, n_faces (T,) and det_conf (T,).
+    ``det_conf`` is the BlazeFace score of the detection that matches the main face on frames where
+    the detector ran; on tracked-only frames the track's last score is carried forward (MediaPipe's
+    per-frame tracking score is not exposed); NaN without a face.
     """
     t = len(frames)
     landmarks = np.full((t, N_LANDMARKS, 3), np.nan, dtype=np.float32)
     n_faces = np.zeros(t, dtype=np.int8)
     det_conf = np.full(t, np.nan, dtype=np.float32)
-    previous, last_conf = None, math.nan
+    previous, missed, last_conf = None, 0, math.nan
     hw = frames.shape[1:3]
     for i in range(t):
         faces, dets = tracker.detect(frames[i])
-        n_faces[i] = len(faces)
-        if not faces:
-            previous, last_conf = None, math.nan
-            continue
         k = choose_main_face(faces, hw, previous)
+        if k is None and faces and previous is not None:
+            tracker.reset()
+            faces, dets = tracker.detect(frames[i])
+            k = choose_main_face(faces, hw, previous)
+        if k is None and previous is not None and missed >= max_gap_frames:
+            previous = None  # gone for longer than a gap: let another face become the main one
+            k = choose_main_face(faces, hw, None)
+        n_faces[i] = len(faces)
+        if k is None:
+            missed, last_conf = missed + 1, math.nan
+            continue
         conf = _match_detection(faces[k], dets) if dets else None
         last_conf = conf if conf is not None else last_conf
-        previous = landmarks[i] = faces[k]
+        landmarks[i] = faces[k]
+        previous = faces[k]
         det_conf[i] = last_conf
+        missed = 0
     return landmarks, n_faces, det_conf
 
 
@@ -286,7 +303,7 @@ def detect_landmarks(frames: np.ndarray, tracker: FaceMeshTracker, max_gap_frame
     """Main-face landmarks over a video with short gaps filled (see :func:`fill_gaps`)."""
     _check_frames(frames)
     tracker.reset()
-    raw, n_faces, det_conf = track_main_face(frames, tracker)
+    raw, n_faces, det_conf = track_main_face(frames, tracker, max_gap_frames)
     landmarks, found, interp = fill_gaps(raw, max_gap_frames)
     return LandmarkTrack(landmarks, found, interp, n_faces, det_conf, int((~found).sum()))
 
@@ -495,9 +512,12 @@ def process_frames(
 ) -> dict[str, Any]:
     """Detect, fill gaps, align and estimate pose for (T, H, W, 3) uint8 RGB frames.
 
-    Returns per-frame arrays: landmarks, landmarks_crop, face_found, face_interpolated, n_faces,
-    det_conf, align_matrix, face_crop, mouth_crop, pose (T, 6). Pass a ``tracker`` to reuse one
-    MediaPipe graph across videos (it is reset per call); otherwise one is made and closed here.
+    Returns per-frame arrays: landmarks (T, 478, 3) in source pixels, landmarks_crop (T, 478, 3) in
+    aligned-crop pixels, face_found, face_interpolated, n_faces, det_conf (T,), align_matrix
+    (T, 2, 3) source->crop, face_crop (T, S, S, 3) and mouth_crop (T, h, w, 3) uint8, pose (T, 6)
+    = yaw, pitch, roll, tx, ty, tz. Frames without a face have NaN values and zero crops. Pass a
+    ``tracker`` to reuse one MediaPipe graph across videos (it is reset per call); otherwise one is
+    made and closed here.
     """
     from talkbench.pipelines.stages.align import AlignConfig
     from talkbench.pipelines.stages.landmarks import LandmarksConfig

@@ -72,8 +72,9 @@ def _import_adapters() -> None:
 
 def job_identity(dataset: str, cfg: PipelineConfig) -> dict[str, Any]:
     """What must not change between runs on one OUTPUT: dataset and every setting but execution."""
-    identity = {"dataset": dataset, "config": cfg.model_dump(mode="json", exclude={"execution"})}
-    return {"identity": identity, "job_hash": config_hash(identity)}
+    settings = cfg.model_dump(mode="json", exclude={"execution"})
+    identity = {"dataset": dataset, "config": settings}
+    return {"identity": identity, "job_hash": config_hash(identity), "config_hash": config_hash(settings)}
 
 
 # -- cluster ----------------------------------------------------------------------------------------
@@ -326,7 +327,8 @@ def write_manifest(store: Any, dataset: str, input_dir: str | Path, cfg: Pipelin
         "dataset": dataset,
         "input": str(Path(input_dir).resolve()),
         "config": cfg.model_dump(mode="json"),
-        "config_hash": job["job_hash"],
+        "config_hash": job["config_hash"],  # every setting but execution.* (those do not change rows)
+        "job_hash": job["job_hash"],  # dataset + config_hash: what a rerun on this folder must match
         "packages": package_versions(),
         "counts": counts,
         "last_run": {"run_id": summary.run_id, "clips": sum(summary.processed.values()),

@@ -38,7 +38,7 @@ from talkbench.pipelines.execute import ClipResult
 from talkbench.pipelines.tables import clips_table
 
 from talkbench.errors import ConfigError, TalkbenchError
-from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA
+from talkbench.schema import CLIPS_SCHEMA
 
 TMP_MARK = ".tmp-"
 
@@ -125,7 +125,8 @@ class ShardStore:
             lock = self.read_json(lock_path)
             if lock.get("host") == socket.gethostname() and _pid_alive(lock.get("pid")):
                 raise TalkbenchError(
-                    f"another prepare (pid {lock['pid']}, run {lock.get('run_id')}) is writing to {self.url}"
+                    f"another prepare (pid {lock['pid']}, run {lock.get('run_id')}) is writing to {self.url}; "
+                    f"if it is not running, delete {lock_path}"
                 )
         self.write_json(lock_path, {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
                                     "started": time.time()})
@@ -244,5 +245,3 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
         return out
     return [] if a == b else [prefix.rstrip(".")]
 
-
-__all__ = ["ShardStore", "write_shard", "new_run_id", "FRAMES_SCHEMA"]

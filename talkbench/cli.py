@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     from talkbench.pipelines import cli as pipelines_cli
 
     pipelines_cli.register(sub, perf_sub)
+    from talkbench.weights_cli import register_weights_cli
+
+    register_weights_cli(sub)
+    from talkbench.benchmark.perf_metrics import register_perf
+
+    register_perf(perf_sub)
     for area in ("talkbench.benchmark.cli", "talkbench.models.cli", "talkbench.demo"):
         try:
             module = __import__(area, fromlist=["register"])

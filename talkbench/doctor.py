@@ -74,15 +74,15 @@ def _weights() -> list[Check]:
     except ImportError as e:
         return [Check("weights", False, f"weights store unavailable: {e}", required=False)]
     checks = []
-    for entry in weights.entries():
-        present = weights.path_if_present(entry.name)
-        if present:
-            checks.append(Check(f"weights:{entry.name}", True, str(present), required=False))
-        else:
-            checks.append(Check(f"weights:{entry.name}", False,
-                                f"missing (optional; {', '.join(entry.used_by) or 'metrics'} report it unavailable): "
-                                f"get it from {entry.url} then `talkbench weights import {entry.name} FILE`",
+    for entry in weights.WEIGHTS.values():
+        if weights.is_present(entry.name):
+            checks.append(Check(f"weights:{entry.name}", True, str(weights.weight_path(entry.name)),
                                 required=False))
+        else:
+            where = entry.url or entry.source
+            checks.append(Check(f"weights:{entry.name}", False,
+                                f"missing (optional; {entry.used_by} reports unavailable): get it from "
+                                f"{where}, then `talkbench weights import {entry.name} FILE`", required=False))
     return checks
 
 

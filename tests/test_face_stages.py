@@ -50,8 +50,8 @@ def grid_results(grid_frames, tracker) -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def wild_results(fixtures_dir, tracker) -> dict[str, tuple[np.ndarray, dict]]:
     out = {}
-    for stem in ("voxceleb_741400163", "inthewild_vfr"):
-        frames = read_av(WILD / f"{stem}.mp4").frames
+    for stem, max_frames in (("voxceleb_741400163", None), ("inthewild_vfr", 75)):
+        frames = read_av(WILD / f"{stem}.mp4", max_frames=max_frames).frames
         out[stem] = (frames, face.process_frames(frames, FPS, tracker=tracker))
     return out
 
@@ -149,21 +149,42 @@ def test_long_gap_makes_the_clip_partial(first_grid, ctx):
     assert np.isnan(ft["blur"][40:60]).all() and np.isfinite(info["blur_mean"])
 
 
-def test_two_faces_main_face_is_the_large_central_one(first_grid, tracker):
-    big = first_grid[:8]
+@pytest.fixture(scope="session")
+def two_faces(first_grid) -> np.ndarray:
+    """A GRID frame with a half-size copy on its left: (12, 288, 540, 3)."""
+    big = first_grid[:12]
     small = np.stack([cv2.resize(f, (180, 144), interpolation=cv2.INTER_AREA) for f in big])
     small = np.pad(small, ((0, 0), (72, 72), (0, 0), (0, 0)))
-    frames = np.ascontiguousarray(np.concatenate([small, big], axis=2))  # small on the left
-    r = face.process_frames(frames, FPS, tracker=tracker)
+    return np.ascontiguousarray(np.concatenate([small, big], axis=2))
+
+
+def test_two_faces_main_face_is_the_large_central_one(two_faces, first_grid, tracker):
+    r = face.process_frames(two_faces, FPS, tracker=tracker)
     assert (r["n_faces"] == 2).all()
     assert (r["landmarks"][..., 0] > 180).all()  # every point on the big copy
-    alone = face.process_frames(big, FPS, tracker=tracker)
+    alone = face.process_frames(first_grid[:12], FPS, tracker=tracker)
     np.testing.assert_allclose(face.face_size(r["landmarks"]), face.face_size(alone["landmarks"]), rtol=0.05)
 
 
-def test_main_face_keeps_identity_over_time():
+def test_stock_mediapipe_gating_finds_the_same_main_face(two_faces):
+    with face.FaceMeshTracker(detect_while_tracking=True) as stock:
+        r = face.process_frames(two_faces[:4], FPS, tracker=stock)
+    assert (r["n_faces"] == 2).all() and (r["landmarks"][..., 0] > 180).all()
+
+
+def test_main_face_is_not_swapped_while_it_is_briefly_missing(two_faces, tracker):
+    frames = two_faces.copy()
+    frames[4:7, :, 180:] = 0  # the main face disappears for 3 frames; the small one stays
+    r = face.process_frames(frames, FPS, tracker=tracker)
+    assert r["face_interpolated"][4:7].all() and r["face_found"].all()
+    assert (r["landmarks"][..., 0] > 180).all()  # never the small face, interpolation included
+    assert (r["n_faces"][4:7] == 1).all() and (r["n_faces"][7:] == 2).all()  # re-acquired after the gap
+
+
+def test_main_face_choice_rules():
     def square(cx: float, cy: float, half: float) -> np.ndarray:
         lm = np.zeros((478, 3), np.float32)
+        lm[:, :2] = [cx, cy]
         lm[:2, :2] = [[cx - half, cy - half], [cx + half, cy + half]]
         return lm
 
@@ -171,6 +192,9 @@ def test_main_face_keeps_identity_over_time():
     assert face.choose_main_face([small, big], (400, 400), previous=None) == 1
     # the tracked face is the small one: it stays the main face even though the big one is larger
     assert face.choose_main_face([small, big], (400, 400), previous=square(85, 205, 30)) == 0
+    # the tracked face is elsewhere: neither is taken for it
+    assert face.choose_main_face([small, big], (400, 400), previous=square(200, 380, 20)) is None
+    assert face.choose_main_face([], (400, 400), previous=None) is None
 
 
 def test_large_frame_is_detected_on_a_downscaled_copy(first_grid, grid_results, tracker):
@@ -188,7 +212,7 @@ def test_large_frame_is_detected_on_a_downscaled_copy(first_grid, grid_results, 
 
 def test_wild_clips_work(wild_results):
     for stem, (frames, r) in wild_results.items():
-        assert len(frames) == len(r["face_found"]) > 100, stem
+        assert len(frames) == len(r["face_found"]) >= 75, stem
         assert r["face_found"].mean() > 0.95, stem
         assert r["face_crop"].shape == (len(frames), 128, 128, 3)
         assert np.isfinite(r["pose"][r["face_found"]]).all()
@@ -273,6 +297,25 @@ def test_pose_follows_openface_on_the_moving_voxceleb_clip(wild_results):
         assert 0.6 < np.ptp(ours) / np.ptp(ref) < 1.5, col  # same range of motion in degrees
 
 
+@pytest.mark.parametrize(("axis", "angle", "column"), [("y", -20, "yaw"), ("x", -15, "pitch"), ("z", 10, "roll")])
+def test_pose_recovers_a_known_3d_rotation_of_real_landmarks(grid_results, axis, angle, column):
+    """Rotate a real clip's 3-D landmarks about the face centre (camera axes: x right, y down, z away
+    from the camera): yaw -20 deg about y moves the nose to the image's right, pitch -15 deg about x
+    moves it up, 10 deg about z tilts the head clockwise; each shows up in its own column."""
+    r = grid_results[GRID_CLIPS[0].stem]
+    lm = r["landmarks"].astype(np.float64)
+    rot = cv2.Rodrigues(np.radians(angle) * np.eye(3)["xyz".index(axis)])[0]
+    centre = lm.mean(1, keepdims=True)
+    turned = ((lm - centre) @ rot.T + centre).astype(np.float32)
+    found = r["face_found"]
+    before = face.estimate_pose(r["landmarks"], found, (288, 360), PoseConfig())
+    after = face.estimate_pose(turned, found, (288, 360), PoseConfig())
+    change = np.median(after[:, :3] - before[:, :3], axis=0)
+    expected = np.zeros(3)
+    expected[POSE_COLUMNS.index(column)] = abs(angle)
+    np.testing.assert_allclose(change, expected, atol=2.5)
+
+
 def test_pose_signs_under_image_rotation_and_mirroring(first_grid, grid_results, tracker):
     frames = first_grid[:10]
     base = grid_results[GRID_CLIPS[0].stem]["pose"][:10]
@@ -292,8 +335,19 @@ def test_pose_signs_under_image_rotation_and_mirroring(first_grid, grid_results,
 
 
 @pytest.fixture(scope="session")
-def staged_clip(first_grid, ctx) -> Clip:
-    return run_stages(make_clip(first_grid.copy(), "grid0"), ctx, ["landmarks", "align", "pose", "quality"])
+def staged_clip(ctx) -> Clip:
+    """A GRID clip through the real decode stage, then the face stages (encode left to the tests)."""
+    from talkbench.pipelines.stages.decode import DecodeConfig, decode
+
+    path = GRID_CLIPS[0]
+    clip = Clip(ClipRecord(clip_id="grid0", dataset="grid", source_path=str(path), speaker_id="s"))
+    clip = decode(clip, DecodeConfig(), ctx)
+    return run_stages(clip, ctx, ["landmarks", "align", "pose", "quality"])
+
+
+def _copy(clip: Clip) -> Clip:
+    return Clip(record=clip.record, video=clip.video, audio=clip.audio, fps=clip.fps, info=dict(clip.info),
+                frames_table=dict(clip.frames_table))
 
 
 def test_stage_columns_match_the_schema(staged_clip):
@@ -304,7 +358,7 @@ def test_stage_columns_match_the_schema(staged_clip):
         assert col in schema_cols and len(ft[col]) == 75, col
     assert ft["align_matrix"].shape == (75, 6) and ft["align_matrix"].dtype == np.float32
     assert info["identity_frame"] == 0 and info["n_faces_max"] == 1 and info["n_interpolated"] == 0
-    assert info["face_found_ratio"] == 1.0 and info["status"] == "ok"
+    assert info["face_found_ratio"] == 1.0 and info.get("status", "ok") == "ok"
     # face size: outer eye corners of a 360x288 GRID speaker, tens of pixels
     assert 20 < info["face_size_mean"] < 150 and 0.5 < info["det_conf_mean"] <= 1
     assert info["blur_mean"] > 0
@@ -319,9 +373,8 @@ def test_blur_is_lower_on_a_blurred_copy(staged_clip, first_grid):
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])
 def test_encode_stage_writes_images_and_frees_memory(staged_clip, fmt):
-    ft = dict(staged_clip.frames_table)
-    clip = Clip(record=staged_clip.record, video=staged_clip.video, fps=FPS, frames_table=ft)
-    crops = ft["face_crop"]
+    clip = _copy(staged_clip)
+    crops = clip.frames_table["face_crop"]
     clip = encode(clip, EncodeConfig(image_format=fmt), WorkerContext())
     assert clip.video is None and "face_crop" not in clip.frames_table and "mouth_crop" not in clip.frames_table
     face_bytes, mouth_bytes = clip.frames_table["face"], clip.frames_table["mouth"]
@@ -331,3 +384,26 @@ def test_encode_stage_writes_images_and_frees_memory(staged_clip, fmt):
     assert img.shape == (128, 128, 3)
     assert np.abs(img.astype(int) - crops[10].astype(int)).mean() < (3 if fmt == "jpeg" else 1e-9)
     assert Image.open(io.BytesIO(mouth_bytes[0])).size == (64, 64)
+
+
+def test_stage_output_builds_a_frames_table_with_the_schema(staged_clip):
+    from talkbench.pipelines.tables import frames_table
+
+    clip = encode(_copy(staged_clip), EncodeConfig(), WorkerContext())
+    table = frames_table(clip)
+    assert table.num_rows == 75
+    for col in ("landmarks", "align_matrix", "yaw", "face", "mouth", "face_size", "det_conf", "blur", "face_found"):
+        assert table.column(col).null_count == 0, col
+    lm = np.asarray(table.column("landmarks")[5].as_py(), np.float32).reshape(478, 3)
+    np.testing.assert_array_equal(lm, staged_clip.frames_table["landmarks"][5])
+
+
+def test_fill_gaps_rules():
+    lm = np.arange(12, dtype=np.float32)[:, None, None] * np.ones((12, 478, 3), np.float32)
+    lm[:2] = np.nan  # leading gap of 2: held at the first detected frame
+    lm[5:7] = np.nan  # inner gap of 2: linear
+    lm[9:] = np.nan  # trailing gap of 3 > max_gap 2: left empty
+    filled, found, interp = face.fill_gaps(lm, max_gap=2)
+    assert filled[:2, 0, 0].tolist() == [2, 2] and filled[5:7, 0, 0].tolist() == pytest.approx([5, 6])
+    assert np.flatnonzero(interp).tolist() == [0, 1, 5, 6]
+    assert found.tolist() == [True] * 9 + [False] * 3 and np.isnan(filled[9:]).all()

@@ -146,14 +146,19 @@ def test_rerun_skips_done_clips_and_strict_exit_code(prepared, input_dir, tmp_pa
     assert res.returncode == 1 and "2 clip(s) failed" in res.stderr  # --strict: failed rows in the output
 
 
-def test_retry_failed_supersedes_old_rows(prepared, tmp_path):
+def test_retry_failed_supersedes_old_rows_on_an_existing_scheduler(prepared, tmp_path):
+    """--retry-failed reprocesses only failed clips; also covers --scheduler (a cluster started here)."""
+    from distributed import LocalCluster
+
     out = tmp_path / "out"
     shutil.copytree(prepared, out)
     fixed = make_input(tmp_path / "corpus")
     (fixed / "empty.mp4").unlink()
     shutil.copy(GRID_CLIPS[0], fixed / "empty.mp4")  # the broken file was replaced by a good one
-    res = cli("prepare", "--input", str(fixed), "--output", str(out), *COMMON, "--retry-failed", "--workers", "1",
-              check=True)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = cli("prepare", "--input", str(fixed), "--output", str(out), *COMMON, "--retry-failed",
+                  "--scheduler", cluster.scheduler_address, check=True)
+        assert len(cluster.workers) == 1  # the job used the cluster and left it running
     assert "2 clips (5 already done)" in res.stdout
     clips = read_clips(out).set_index("clip_id")
     assert len(clips) == 7 and clips.index.is_unique

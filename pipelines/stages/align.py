@@ -12,20 +12,20 @@ from talkbench.config import StrictModel
 class AlignConfig(StrictModel):
     """Template alignment (GUIDE §1): eye centres and nose tip -> fixed points, face centred.
 
-    Template positions are fractions of the crop side. The defaults put the eyes 0.26 crop apart at
-    0.38 from the top: on the GRID fixtures the forehead top (landmark 10) lands near 0.14 and the
-    chin near 0.87-0.91, so the face is centred and an open jaw still fits. The nose height is the
-    mean nose-to-eye-line / eye-distance ratio measured there (0.67), so the three points fit
-    without a systematic scale bias.
+    Template positions are fractions of the crop side. The defaults put the eyes 0.25 crop apart at
+    0.36 from the top: on the GRID fixtures the forehead top (landmark 10) lands near 0.12 and the
+    chin between 0.80 and 0.91 (jaw open), so the face is centred and an open jaw still fits. The
+    nose height is the mean (nose tip to eye line) / eye distance ratio measured there (0.67), so
+    the three points fit without a systematic scale bias.
     """
 
     crop_size: int = Field(128, ge=16)
     mouth_size: int = Field(64, ge=8, description="mouth crop width in pixels")
     mouth_height: int | None = Field(None, ge=8, description="mouth crop height; None = square")
     mouth_box: float = Field(0.5, gt=0, le=1.5, description="mouth box width as a fraction of the face crop")
-    template_eye_y: float = Field(0.37, gt=0, lt=1)
-    template_eye_distance: float = Field(0.26, gt=0, lt=1)
-    template_nose_y: float = Field(0.545, gt=0, lt=1)
+    template_eye_y: float = Field(0.36, gt=0, lt=1)
+    template_eye_distance: float = Field(0.25, gt=0, lt=1)
+    template_nose_y: float = Field(0.53, gt=0, lt=1)
     smoothing_sigma_s: float = Field(0.04, ge=0, description="Gaussian sigma over time of the anchor points")
     supersample: int = Field(2, ge=1, le=4, description="warp at this multiple, then area-downsample")
 

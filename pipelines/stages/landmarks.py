@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
 from talkbench.errors import ClipError
+
+if TYPE_CHECKING:
+    from talkbench.pipelines.face import FaceMeshTracker
 
 
 class LandmarksConfig(StrictModel):
@@ -24,7 +29,7 @@ class LandmarksConfig(StrictModel):
                            "tracked (finds faces that enter later; ~1.6x slower on single-face clips)")
 
 
-def tracker_for(cfg: LandmarksConfig, ctx: WorkerContext):  # -> face.FaceMeshTracker
+def tracker_for(cfg: LandmarksConfig, ctx: WorkerContext) -> FaceMeshTracker:
     """The worker's tracker for these settings, created once per worker process."""
     from talkbench.pipelines.face import FaceMeshTracker
 

@@ -1,0 +1,226 @@
+"""``talkbench perf loader`` and ``talkbench perf training``.
+
+loader: face-crop samples/s of the streaming loader (1 process = one core; then N workers) against a
+naive read of the same data (pandas reads every column, PIL decodes each row).
+training: per model, step time, samples/s and peak memory on random batches of the right shapes (the
+model's cost without the loader), each model in a fresh process so peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from talkbench.perf import write_report
+from talkbench.schema import SPEECH_AUS
+
+
+# ---------------------------------------------------------------------------------------------- loader
+def _naive(shards: Path, n: int, size: int | None) -> float:
+    import pandas as pd
+    from PIL import Image
+
+    t0, done = time.perf_counter(), 0
+    while done < n:
+        for f in sorted((shards / "frames").glob("*.parquet")):
+            df = pd.read_parquet(f)  # every column, as a first script would
+            for _, row in df.iterrows():
+                if row["face"] is None:
+                    continue
+                img = Image.open(io.BytesIO(row["face"])).convert("RGB")
+                if size and img.size != (size, size):
+                    img = img.resize((size, size), Image.BILINEAR)
+                _ = np.asarray(img).transpose(2, 0, 1), row[[f"{a}_r" for a in SPEECH_AUS]].to_numpy(np.float32)
+                done += 1
+                if done >= n:
+                    break
+            if done >= n:
+                break
+    return done / (time.perf_counter() - t0)
+
+
+def _streaming(shards: Path, n: int, size: int, workers: int) -> float:
+    import torch
+
+    from talkbench.models.data import DataConfig, DataSpec, ShardIndex, make_dataset, make_loader
+
+    index = ShardIndex(shards)
+    split = "train" if index.units("train", ["ok", "partial"]) else index.clips[0]["split"]
+    cfg = DataConfig(seq_len=1, split=split, num_workers=workers)
+    ds = make_dataset(index, DataSpec(image_size=size, aus=SPEECH_AUS), cfg, split=split, train=True, batch_size=64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core in-process; workers are single-threaded anyway
+    try:
+        it = iter(make_loader(ds, 64, workers))
+        next(it)  # worker start-up is not throughput
+        t0, done = time.perf_counter(), 0
+        while done < n:
+            done += len(next(it)["face"])
+        return done / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def perf_loader(shards: str | Path, samples: int = 3000, image_size: int | None = None, workers: int | None = None,
+                out_dir: str | Path = "reports/perf") -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from talkbench.errors import TalkbenchError
+
+    shards = Path(shards)
+    files = sorted((shards / "frames").glob("*.parquet"))
+    if not files:
+        raise TalkbenchError(f"{shards}/frames holds no .parquet files")
+    first = next(b for b in pq.read_table(files[0], columns=["face"]).column(0).to_pylist() if b)
+    from PIL import Image
+
+    native = Image.open(io.BytesIO(first)).size[0]
+    size = image_size or native
+    workers = workers or os.cpu_count() or 1
+    results: dict[str, Any] = {"shards": str(shards), "image_size": size, "crop_size": native, "samples": samples}
+    results["naive_pandas_pil"] = round(_naive(shards, min(samples, 1500), image_size), 1)
+    results["loader_1_process"] = round(_streaming(shards, samples, size, 0), 1)
+    results[f"loader_{workers}_workers"] = round(_streaming(shards, samples, size, workers), 1)
+    results["speedup_1_process"] = round(results["loader_1_process"] / results["naive_pandas_pil"], 2)
+    path = write_report("loader", results, out_dir)
+    print(f"face-crop samples/s ({size} px): naive pandas+PIL {results['naive_pandas_pil']:.0f}, "
+          f"loader 1 process {results['loader_1_process']:.0f}, "
+          f"{workers} workers {results[f'loader_{workers}_workers']:.0f} -> {path}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- training
+SMALL: dict[str, list[str]] = {
+    "au_classifier": ["model.base_channels=16"],
+    "audio_to_au": ["model.shared_trunk=true"],
+    "au_rgan": ["model.base_channels=16", "model.audio_to_au.shared_trunk=true", "model.discriminator.base_channels=32"],
+    "tcn_sa": ["model.base_channels=16", "model.audio_to_au.shared_trunk=true", "model.discriminator.base_channels=32",
+               "model.fusion.channels=[256,512]"],
+    "sync_expert": ["model.base_channels=16"],
+}
+SEQ_LEN = {"au_classifier": 1, "audio_to_au": 25, "au_rgan": 16, "tcn_sa": 16, "sync_expert": 5}
+
+
+def _random_batch(spec: Any, seq_len: int, b: int) -> dict[str, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    t = spec.sync_frames or seq_len
+    out: dict[str, Any] = {"mask": torch.ones(b, t, dtype=torch.bool)}
+    if spec.image_size:
+        out["face"] = torch.randint(0, 256, (b, t, 3, spec.image_size, spec.image_size), dtype=torch.uint8, generator=g)
+    if spec.identity:
+        out["identity"] = torch.randint(0, 256, (b, 3, spec.image_size, spec.image_size), dtype=torch.uint8, generator=g)
+    if spec.mouth_size:
+        out["mouth"] = torch.randint(0, 256, (b, t, 3, *spec.mouth_size), dtype=torch.uint8, generator=g)
+    if spec.windows:
+        out["windows"] = torch.randn(b, t, 12, 35, generator=g)
+    if spec.sync_frames:
+        out["audio"] = torch.randn(b, 12, 4 * t, generator=g)
+        out["audio_neg"] = torch.randn(b, 12, 4 * t, generator=g)
+    if spec.aus:
+        out["aus"] = torch.rand(b, t, len(spec.aus), generator=g) * 5
+        out["au_mask"] = torch.ones(b, t, len(spec.aus), dtype=torch.bool)
+    return out
+
+
+def measure_one(name: str, size: str, steps: int, batch_size: int, device: str) -> dict[str, Any]:
+    """Time ``steps`` training steps of one model (after 2 warm-up steps) in this process."""
+    import contextlib
+    import resource
+
+    import torch
+    from talkbench.models.train import load_run_config, train_step
+
+    dev = torch.device(device)
+    overrides = list(SMALL[name]) if size == "small" else []
+    overrides.append(f"data.seq_len={SEQ_LEN[name]}")
+    tmp = None
+    if name in ("au_rgan", "tcn_sa"):  # AU consistency needs a classifier: random weights cost the same
+        from talkbench.models.au_classifier import AUClassifier, AUClassifierConfig
+        from talkbench.models.checkpoint import save_checkpoint
+
+        tmp = tempfile.TemporaryDirectory()
+        save_checkpoint(Path(tmp.name) / "cls", AUClassifier(AUClassifierConfig()), "au_classifier", {}, 0)
+        overrides.append(f"loss.au_classifier_checkpoint={tmp.name}/cls")
+    cfg = load_run_config(name, None, overrides)
+    from talkbench.models.objectives import OBJECTIVES
+    from talkbench.models.registry import MODELS
+
+    torch.manual_seed(0)
+    model = MODELS.get(name)(cfg.model).to(dev)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    obj = OBJECTIVES.get(name)(cfg.model, cfg.loss, cfg.data)
+    obj.setup(dev)
+    parts = obj.parts(model)
+    opts = {g: torch.optim.AdamW(parts[g].parameters(), lr=1e-4) for g in obj.groups}
+    batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), SEQ_LEN[name], batch_size).items()}
+    bf16 = dev.type == "cuda"
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    for _ in range(2):
+        train_step(obj, parts, parts, opts, batch, autocast, 1.0)
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        train_step(obj, parts, parts, opts, batch, autocast, 1.0)
+        sync()
+        times.append(time.perf_counter() - t0)
+    step_s = float(np.median(times))
+    frames = batch_size * (obj.data_spec().sync_frames or SEQ_LEN[name])
+    out = {
+        "model": name, "size": size, "device": str(dev), "precision": "bf16-autocast" if bf16 else "fp32",
+        "batch_size": batch_size, "seq_len": SEQ_LEN[name], "threads": torch.get_num_threads(),
+        "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "step_s_median": round(step_s, 4), "samples_per_s": round(batch_size / step_s, 2),
+        "frames_per_s": round(frames / step_s, 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
+    if dev.type == "cuda":
+        out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if tmp is not None:
+        tmp.cleanup()
+    return out
+
+
+def perf_training(models: list[str], size: str = "small", steps: int = 5, batch_size: int = 8,
+                  device: str = "auto", out_dir: str | Path = "reports/perf") -> dict[str, Any]:
+    import torch
+
+    devices = ["cpu", "cuda"] if device == "all" else [device]
+    if device == "auto":
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    rows = []
+    for dev in devices:
+        for name in models:
+            code = ("import json,sys; from talkbench.models.perf import measure_one; "
+                    f"print('RESULT'+json.dumps(measure_one({name!r}, {size!r}, {steps}, {batch_size}, {dev!r})))")
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
+            if line is None:
+                rows.append({"model": name, "device": dev, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
+            else:
+                rows.append(json.loads(line[6:]))
+            r = rows[-1]
+            print(f"{dev:4s} {name:14s} " + (f"step {r['step_s_median'] * 1000:8.1f} ms  {r['samples_per_s']:8.1f} "
+                  f"samples/s  {r['frames_per_s']:8.1f} frames/s  peak RSS {r['peak_rss_gib']} GiB"
+                  + (f"  GPU {r['peak_gpu_gib']} GiB" if "peak_gpu_gib" in r else "")
+                  if "error" not in r else f"failed: {r['error']}"))
+    results = {"size": size, "steps": steps, "batch_size": batch_size, "runs": rows}
+    path = write_report("training", results, out_dir)
+    print(f"-> {path}")
+    return results
