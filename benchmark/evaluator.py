@@ -41,7 +41,7 @@ class MetricInfo:
     requires_reference: bool
     corpus_level: bool
     weights: dict[str, str]  # weights name -> sha256
-    directions: dict[str, str] = field(default_factory=dict)  # value key -> "higher" | "lower"
+    directions: dict[str, str] = field(default_factory=dict)  # value key -> "higher" | "lower" | "none"
 
 
 @dataclass
@@ -126,14 +126,19 @@ def _weights_hashes(metric: Metric) -> dict[str, str]:
 def _inputs(task: TaskManifest, pre: Preprocessor) -> Iterator[ItemInputs]:
     """Per clip: the reference frame and, for paired tasks, the ground truth (decoded once)."""
     for item in iter_items(task):
-        source = pre.decode(item.clip.reference_source)
+        try:
+            source = pre.decode(item.clip.reference_source)
+        except ClipError as e:  # the task's own media is broken: a job error, not the submission's
+            raise TalkbenchError(f"task {task.ref}: clip {item.clip_id}: reference video: {e.message}") from None
         if item.clip.reference_frame >= len(source):
             raise TalkbenchError(f"task {task.ref}: clip {item.clip_id}: reference frame "
                                  f"{item.clip.reference_frame} beyond the {len(source)} decoded frames")
         gt = None
         if task.paired:
-            gt_frames = source if item.clip.ground_truth == item.clip.reference_source else pre.decode(
-                item.clip.ground_truth)
+            gt_frames = source
+            if item.clip.ground_truth != item.clip.reference_source:
+                raise TalkbenchError(f"task {task.ref}: clip {item.clip_id}: paired clips take the reference "
+                                     "frame from their own ground truth")
             gt = _constant(gt_frames)
         yield ItemInputs(item=item, reference_image=source[item.clip.reference_frame], ground_truth=gt)
 
@@ -208,12 +213,15 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
         row.update(error_kind=e.kind, error=e.message)
         return row
     reference = None
-    if task.paired:
-        gt_frames = out.inputs.ground_truth() if out.inputs.ground_truth else None
-        reference = pre.ground_truth(item.clip.ground_truth, gt_frames)
-        ref_aligned = reference
-    else:
-        ref_aligned = pre.ground_truth(item.clip.reference_source)
+    try:
+        if task.paired:
+            gt_frames = out.inputs.ground_truth() if out.inputs.ground_truth else None
+            reference = ref_aligned = pre.ground_truth(item.clip.ground_truth, gt_frames)
+        else:
+            ref_aligned = pre.ground_truth(item.clip.reference_source)
+    except ClipError as e:  # the task's side failed: the same for every submission, and recorded
+        row.update(error_kind="reference_failed", error=f"{e.kind}: {e.message}")
+        return row
     pair = ClipPair(clip_id=item.clip_id, generated=generated, reference=reference, audio=item.audio,
                     sample_rate=item.sample_rate,
                     reference_image=ref_aligned.faces[item.clip.reference_frame])
@@ -222,7 +230,9 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
         try:
             values = metric.update(pair)
         except Exception as e:  # noqa: BLE001 - one metric failing on one clip is recorded, not fatal
-            metric_errors.append({"clip_id": item.clip_id, "metric": name, "error": f"{type(e).__name__}: {e}"})
+            message = f"{type(e).__name__}: {e}"
+            metric_errors.append({"clip_id": item.clip_id, "metric": name, "error": message})
+            row[f"error.{name}"] = message
             log.warning("metric %s failed on %s: %s", name, item.clip_id, e)
             continue
         for key, value in (values or {}).items():
@@ -263,7 +273,7 @@ def _aggregate(metrics: dict[str, Metric], rows: list[dict[str, Any]], unavailab
                           corpus_level=metric.corpus_level, weights=_weights_hashes(metric))
         for key, value in computed.items():
             public = key if len(owners.get(key, [name])) == 1 else f"{name}/{key}"
-            info.directions[public] = metric.directions.get(key, "higher")
+            info.directions[public] = metric.directions.get(key, "none")  # e.g. a signed offset
             key_metric[public] = name
             column = f"{name}/{key}"
             vals = np.array([r.get(column, np.nan) for r in ok], dtype=np.float64)
@@ -286,7 +296,7 @@ def summary_table(result: EvalResult) -> str:
     lines = [f"{result.submission.name} on {result.task.ref}: {result.n_ok}/{len(result.rows)} clips scored"
              f" ({result.elapsed_s:.1f} s)"]
     for key, agg in sorted(result.aggregates.items()):
-        arrow = "↑" if result.directions.get(key) == "higher" else "↓"
+        arrow = {"higher": "↑", "lower": "↓"}.get(result.directions.get(key, ""), " ")
         ci = "" if math.isnan(agg.ci_low) else f"  [{agg.ci_low:.4g}, {agg.ci_high:.4g}]"
         lines.append(f"  {key:<24}{arrow} {agg.value:.4g}{ci}")
     for name, reason in sorted(result.unavailable.items()):

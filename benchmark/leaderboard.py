@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from talkbench.benchmark.runs import (
 from talkbench.errors import TalkbenchError
 
 DEFAULT_DIR = Path("reports/leaderboards")
+#: per-AU breakdown keys (AU25_mae, AU10_r...) go to a details table; the main table keeps the summaries
+DETAIL_KEY = re.compile(r"^AU\d+_")
 ARROW = {"higher": "↑", "lower": "↓"}
 
 
@@ -49,7 +52,8 @@ class Board:
     task: str  # name@version
     primary: str
     directions: dict[str, str]
-    keys: list[str]  # metric columns, primary first
+    keys: list[str]  # summary metric columns, primary first
+    detail_keys: list[str] = field(default_factory=list)  # per-AU breakdown columns
     entries: list[Entry] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)  # metric names unavailable in some run
 
@@ -86,10 +90,14 @@ def _uri() -> str:
 
 def _f(x: Any) -> float:
     try:
-        v = float(x)
+        return float(x)
     except (TypeError, ValueError):
         return float("nan")
-    return v
+
+
+def _count(x: Any) -> int:
+    v = _f(x)
+    return 0 if math.isnan(v) else int(v)
 
 
 def load_board(task: str, thumbnails: bool = False) -> Board:
@@ -128,17 +136,19 @@ def load_board(task: str, thumbnails: bool = False) -> Board:
             v = _f(row.get(f"metrics.{k}"))
             values[k] = (v, _f(row.get(f"metrics.{k}_ci_low")), _f(row.get(f"metrics.{k}_ci_high")))
         entry = Entry(run_id=row["run_id"], submission=str(row.get("params.submission")),
-                      spec=str(row.get("params.submission_spec")), n_ok=int(_f(row.get("metrics.n_clips_ok")) or 0),
-                      n_clips=int(_f(row.get("metrics.n_clips")) or 0), values=values, unavailable=unavailable,
+                      spec=str(row.get("params.submission_spec")), n_ok=_count(row.get("metrics.n_clips_ok")),
+                      n_clips=_count(row.get("metrics.n_clips")), values=values, unavailable=unavailable,
                       metric_of=metric_of, start_time=int(row["start_time"].timestamp()))
         if thumbnails:
             entry.thumbnail = _thumbnail(entry.run_id)
         entries.append(entry)
-    keys = sorted({k for e in entries for k in e.values if k not in BOOKKEEPING_METRICS})
+    all_keys = sorted({k for e in entries for k in e.values if k not in BOOKKEEPING_METRICS})
+    keys = [k for k in all_keys if not DETAIL_KEY.match(k) or k == primary]
     if primary in keys:
         keys.remove(primary)
         keys.insert(0, primary)
     board = Board(task=ref, primary=primary, directions=directions, keys=keys,
+                  detail_keys=[k for k in all_keys if k not in keys],
                   unavailable=sorted({m for e in entries for m in e.unavailable}))
     board.entries = sort_entries(entries, primary, directions.get(primary, "higher"))
     return board
@@ -183,22 +193,31 @@ def _unavailable_cell(entry: Entry, metric: str) -> str:
     return "unavailable" if metric in entry.unavailable else "ok"
 
 
-def to_markdown(board: Board) -> str:
-    cols = ["rank", "submission", "clips"] + [_header(board, k) for k in board.keys] + [
-        f"{m}" for m in board.unavailable]
-    lines = [f"# Leaderboard: {board.task}", "",
-             f"Sorted by **{board.primary}** ({board.directions.get(board.primary, '?')} is better). "
-             "Values: mean [bootstrap 95 % CI] over the scored clips; clips = scored/total (failed clips are "
-             "excluded and counted).", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+def _md_table(board: Board, keys: list[str], extra: list[str]) -> list[str]:
+    cols = ["rank", "submission", "clips"] + [_header(board, k) for k in keys] + extra
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for i, e in enumerate(board.entries, 1):
-        cells = [str(i), e.submission.replace("|", "\\|"), _coverage(e)] + [cell(e, k) for k in board.keys]
-        cells += [_unavailable_cell(e, m) for m in board.unavailable]
+        cells = [str(i), e.submission.replace("|", "\\|"), _coverage(e)] + [cell(e, k) for k in keys]
+        cells += [_unavailable_cell(e, m) for m in extra]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _intro(board: Board) -> str:
+    return (f"Sorted by **{board.primary}** ({board.directions.get(board.primary, '?')} is better). Values: mean "
+            "[bootstrap 95 % CI] over the scored clips; clips = scored/total (failed clips are excluded and "
+            "counted). ↑ higher is better, ↓ lower is better.")
+
+
+def to_markdown(board: Board) -> str:
+    lines = [f"# Leaderboard: {board.task}", "", _intro(board), ""]
+    lines += _md_table(board, board.keys, board.unavailable)
     if board.unavailable:
         lines += ["", "Unavailable metrics:"]
         reasons = {m: r for e in board.entries for m, r in e.unavailable.items()}
         lines += [f"- `{m}`: {reasons[m]}" for m in board.unavailable]
+    if board.detail_keys:
+        lines += ["", "## Per-AU details", ""] + _md_table(board, board.detail_keys, [])
     return "\n".join(lines) + "\n"
 
 
@@ -207,14 +226,15 @@ def to_csv(board: Board) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf)
+    keys = board.keys + board.detail_keys
     header = ["rank", "submission", "spec", "run_id", "n_clips_ok", "n_clips"]
-    for k in board.keys:
+    for k in keys:
         header += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_direction"]
     header += [f"unavailable.{m}" for m in board.unavailable]
     w.writerow(header)
     for i, e in enumerate(board.entries, 1):
         row: list[Any] = [i, e.submission, e.spec, e.run_id, e.n_ok, e.n_clips]
-        for k in board.keys:
+        for k in keys:
             v, lo, hi = e.values.get(k, (float("nan"),) * 3)
             row += ["" if math.isnan(x) else repr(x) for x in (v, lo, hi)] + [board.directions.get(k, "")]
         row += [e.unavailable.get(m, "") for m in board.unavailable]
@@ -277,40 +297,51 @@ def bar_chart(board: Board) -> bytes:
     return buf.getvalue()
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def _img(png: bytes, alt: str, cls: str = "") -> str:
+    data = base64.b64encode(png).decode()
+    return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _html_table(board: Board, keys: list[str], with_extras: bool) -> str:
+    esc = html.escape
+    heads = ["#", "submission", "clips"] + (["sample: generated / ground truth"] if with_extras else [])
+    heads += [_header(board, k) for k in keys] + (board.unavailable if with_extras else [])
+    rows = []
+    for i, e in enumerate(board.entries, 1):
+        cells = [str(i), esc(e.submission), esc(_coverage(e))]
+        if with_extras:
+            cells.append(_img(e.thumbnail, f"{e.submission} sample", "thumb") if e.thumbnail else "—")
+        cells += [esc(cell(e, k)) for k in keys]
+        if with_extras:
+            cells += [f'<span class="na" title="{esc(e.unavailable[m])}">unavailable</span>'
+                      if m in e.unavailable else "ok" for m in board.unavailable]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{esc(h)}</th>" for h in heads)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def to_html(board: Board) -> str:
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in ["#", "submission", "clips"] + [
-        _header(board, k) for k in board.keys] + board.unavailable + ["sample (generated / ground truth)"])
-    body = []
-    for i, e in enumerate(board.entries, 1):
-        cells = [str(i), esc(e.submission), esc(_coverage(e))] + [esc(cell(e, k)) for k in board.keys]
-        cells += [f'<span class="na" title="{esc(e.unavailable[m])}">unavailable</span>' if m in e.unavailable
-                  else "ok" for m in board.unavailable]
-        cells.append(_img(e.thumbnail, f"{e.submission} sample") if e.thumbnail else "—")
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     reasons = {m: r for e in board.entries for m, r in e.unavailable.items()}
     notes = "".join(f"<li><code>{esc(m)}</code>: {esc(reasons[m])}</li>" for m in board.unavailable)
+    details = (f"<h2>Per-AU details</h2>{_html_table(board, board.detail_keys, False)}"
+               if board.detail_keys else "")
+    intro = esc(_intro(board)).replace("**", "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Leaderboard {esc(board.task)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; }}
-th {{ background: #f3f3f3; }} .na {{ color: #a33; }} img {{ max-height: 120px; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; vertical-align: middle; }}
+th {{ background: #f3f3f3; }} .na {{ color: #a33; }} img.thumb {{ height: 90px; }} img.chart {{ max-width: 100%; }}
 </style></head><body>
 <h1>Leaderboard: {esc(board.task)}</h1>
-<p>Sorted by <b>{esc(board.primary)}</b> ({esc(board.directions.get(board.primary, '?'))} is better).
-Values: mean [bootstrap 95&nbsp;% CI] over the scored clips; clips = scored/total (failed clips are excluded and
-counted). ↑ higher is better, ↓ lower is better.</p>
-<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>
-{''.join(body)}
-</tbody></table>
+<p>{intro}</p>
+{_html_table(board, board.keys, True)}
 {f'<h2>Unavailable metrics</h2><ul>{notes}</ul>' if notes else ''}
 <h2>Metrics with 95&nbsp;% confidence intervals</h2>
-{_img(bar_chart(board), "metric bars with CI error bars")}
+{_img(bar_chart(board), "metric bars with CI error bars", "chart")}
+{details}
 </body></html>
 """
 

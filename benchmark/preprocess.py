@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from talkbench.benchmark.metrics.base import AlignedVideo
 from talkbench.benchmark.tasks import TaskManifest
 from talkbench.pipelines.core import WorkerContext
 
-from talkbench.errors import ClipError
+from talkbench.config import format_validation_error
+from talkbench.errors import ClipError, TalkbenchError
 
 #: ground truth aligned once per process: (settings hash, path, size, mtime) -> AlignedVideo. An LRU of
 #: GT_CACHE_CLIPS clips (~5 MB each at 128 px crops), so scoring several submissions on one task
@@ -39,9 +41,13 @@ class Preprocessor:
     def __init__(self, task: TaskManifest):
         from talkbench.pipelines.config import PipelineConfig
 
-        cfg = PipelineConfig.model_validate(
-            {k: v for k, v in task.preprocessing.items() if k in ("decode", "landmarks", "align", "pose", "au")})
-        self.cfg = cfg
+        sections = {k: v for k, v in task.preprocessing.items() if k in ("decode", "landmarks", "align", "pose", "au")}
+        try:
+            self.cfg = PipelineConfig.model_validate(sections)
+        except ValidationError as e:
+            raise TalkbenchError(
+                f"task {task.ref}: its face-processing settings do not fit this talkbench version "
+                f"({format_validation_error(e, 'preprocessing')}); re-create the task from current shards") from None
         self.fps = task.fps
         self.sample_rate = task.sample_rate
         self.settings_hash = hashlib.sha256(

@@ -103,7 +103,7 @@ def git_commit() -> str | None:
                              capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def _package_versions() -> dict[str, str]:
@@ -124,6 +124,7 @@ def run_params(result: EvalResult, length_tolerance: int) -> dict[str, str]:
         "shards_config_hash": task.shards_config_hash or "none",
         "submission": sub.name, "submission_spec": sub.spec, "submission_hash": sub.identity_hash,
         "missing_policy": result.missing_policy, "length_tolerance": length_tolerance,
+        "submission_problems": len(sub.problems),
         "talkbench_version": __version__, "git_commit": git_commit() or "unknown",
         "python": platform.python_version(), **_package_versions(),
     }

@@ -56,6 +56,8 @@ SUBMISSION_ERROR_KINDS: dict[str, str] = {
     "generate_failed": "the adapter raised an exception for this clip",
     "no_face": "no face was found on any generated frame",
     "preprocess_failed": "face processing of the generated frames failed",
+    "reference_failed": "the task's own ground truth / reference video could not be processed (not the "
+    "submission's fault; the same for every submission)",
 }
 
 VIDEO_SUFFIX = ".mp4"
@@ -84,7 +86,7 @@ class ClipOutput:
 
 @dataclass
 class Submission:
-    """Base class: ``outputs(inputs)`` yields one frames array (or a ClipError) per task item, in order."""
+    """Base class: ``outputs(inputs)`` yields one :class:`ClipOutput` per task item, in task order."""
 
     spec: str
     name: str
@@ -224,7 +226,7 @@ class FolderSubmission(Submission):
             self._tmp = tempfile.TemporaryDirectory(prefix="talkbench-sub-")
             refused = extract_archive(src, Path(self._tmp.name))
             root = Path(self._tmp.name)
-            entries = [p for p in root.iterdir()]
+            entries = list(root.iterdir())
             if len(entries) == 1 and entries[0].is_dir():  # archive of a folder
                 root = entries[0]
         elif src.is_dir():
@@ -290,8 +292,6 @@ class FolderSubmission(Submission):
         try:
             decoded = read_av(path, fps=item.fps, sample_rate=item.sample_rate)
         except ClipError as e:
-            if e.kind in ("no_audio",):  # no audio track: the task's audio is used anyway
-                raise
             raise ClipError("unreadable", f"{path.name}: {e.kind}: {e.message}") from None
         except Exception as e:  # noqa: BLE001 - a decoder failure is the submission's, not ours
             raise ClipError("unreadable", f"{path.name}: {type(e).__name__}: {e}") from None
@@ -485,12 +485,17 @@ def load_submission(spec: str, name: str | None = None, length_tolerance: int = 
         return _builtin_submission(target, options, spec, name, length_tolerance)
     if kind == "checkpoint":
         ckpt = Path(target)
-        if not ckpt.is_file():
+        if not ckpt.exists():
             raise TalkbenchError(f"checkpoint not found: {ckpt}")
         from talkbench.models.adapter import CheckpointGenerator  # lazy: pulls torch
 
-        obj = CheckpointGenerator(str(ckpt), **options)
-        identity = {"kind": "checkpoint", "sha256": file_sha256(ckpt), "options": options}
+        try:
+            obj = CheckpointGenerator(str(ckpt), **options)
+        except TypeError as e:
+            raise TalkbenchError(f"submission {spec!r}: bad option(s) {options}: {e}") from None
+        files = [ckpt] if ckpt.is_file() else sorted(p for p in ckpt.rglob("*") if p.is_file())
+        identity = {"kind": "checkpoint", "options": options,
+                    "files": {str(p.relative_to(ckpt.parent)): file_sha256(p) for p in files}}
         return AdapterSubmission(obj, spec, name or f"checkpoint:{ckpt.name}", identity, length_tolerance)
     if Path(base).exists():
         return FolderSubmission(base, name, length_tolerance)

@@ -109,8 +109,12 @@ def _preprocessing_from(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for section in ("decode", "landmarks", "align", "pose", "au"):
         data = resolved.get(section)
         model = getattr(cfg, section)
-        out[section] = type(model).model_validate(data).model_dump(mode="json") if data else model.model_dump(
-            mode="json")
+        try:
+            out[section] = (type(model).model_validate(data) if data else model).model_dump(mode="json")
+        except ValidationError as e:
+            raise TalkbenchError(f"the shards' manifest.json {section!r} settings do not fit this talkbench "
+                                 f"version ({format_validation_error(e, section)}); re-run `talkbench prepare`"
+                                 ) from None
     return out
 
 
@@ -127,6 +131,23 @@ def _read_clips(shards: Path) -> Any:
     if missing:
         raise TalkbenchError(f"{path} lacks column(s) {missing}; re-run `talkbench prepare`")
     return table.select(cols).to_pandas()
+
+
+def resolve_source(path: str, input_root: str | None) -> str:
+    """An absolute path to a clip's source video.
+
+    clips.parquet may hold paths relative to where ``prepare`` ran; they are tried relative to the
+    current folder, then as a tail of the shards' recorded input folder (``manifest.json`` "input").
+    """
+    p = Path(path)
+    candidates = [p]
+    if input_root and not p.is_absolute():
+        candidates += [Path(input_root) / Path(*p.parts[k:]) for k in range(len(p.parts))]
+    for c in candidates:
+        if c.is_file():
+            return str(c.resolve())
+    raise TalkbenchError(f"source video {path!r} not found (also tried under the shards' input folder "
+                         f"{input_root!r}); the task needs it for the ground truth and reference frames")
 
 
 def _pair_unpaired(clips: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -171,9 +192,13 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
     fps = float(rows[0]["fps"] or 25.0)
     sample_rate = int(rows[0]["sample_rate"] or 16_000)
 
+    input_root = shards_manifest.get("input")
+    for r in rows:
+        r["source_path"] = resolve_source(str(r["source_path"]), input_root)
+
     def ref_fields(r: dict[str, Any]) -> dict[str, Any]:
         return {"reference_clip": r["clip_id"], "reference_frame": int(r["identity_frame"]),
-                "reference_source": str(r["source_path"])}
+                "reference_source": r["source_path"]}
 
     clips = []
     if kind == "paired":

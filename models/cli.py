@@ -34,7 +34,7 @@ def register(sub: Any, perf_sub: Any) -> None:
     g.set_defaults(handler=_generate)
 
     pl = perf_sub.add_parser("loader", help="face-crop samples/s: the streaming loader vs a naive pandas+PIL read")
-    pl.add_argument("--shards", required=True)
+    pl.add_argument("--shards", default=None, help="prepared shards (default: a synthetic 128 px set in a temp dir)")
     pl.add_argument("--samples", type=int, default=3000)
     pl.add_argument("--image-size", type=int, default=None, help="default: the crops' own size")
     pl.add_argument("--workers", type=int, default=None, help="loader workers for the multi-worker run (default: cores)")
@@ -48,15 +48,20 @@ def register(sub: Any, perf_sub: Any) -> None:
     pt.add_argument("--steps", type=int, default=5)
     pt.add_argument("--batch-size", type=int, default=8)
     pt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "all"])
+    pt.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     pt.add_argument("--out-dir", default="reports/perf")
     pt.set_defaults(handler=_perf_training)
 
 
 def _train(args: argparse.Namespace) -> int:
+    import os
+
     from talkbench.models.train import load_run_config, train
 
     cfg = load_run_config(args.model, args.config, args.override, shards=args.shards)
     result = train(args.model, cfg, resume=args.resume)
+    if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
+        return 0
     last = result.history[-1] if result.history else {}
     print(f"trained {args.model}: {len(result.history)} steps, {result.samples_per_s:.1f} samples/s; "
           f"last {' '.join(f'{k}={v:.4g}' for k, v in last.items())}")
@@ -86,5 +91,5 @@ def _perf_loader(args: argparse.Namespace) -> int:
 def _perf_training(args: argparse.Namespace) -> int:
     from talkbench.models.perf import perf_training
 
-    perf_training(args.models, args.size, args.steps, args.batch_size, args.device, args.out_dir)
+    perf_training(args.models, args.size, args.steps, args.batch_size, args.device, args.out_dir, args.threads)
     return 0

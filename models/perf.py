@@ -50,7 +50,6 @@ def _naive(shards: Path, n: int, size: int | None) -> float:
 
 def _streaming(shards: Path, n: int, size: int, workers: int) -> float:
     import torch
-
     from talkbench.models.data import DataConfig, DataSpec, ShardIndex, make_dataset, make_loader
 
     index = ShardIndex(shards)
@@ -70,12 +69,19 @@ def _streaming(shards: Path, n: int, size: int, workers: int) -> float:
         torch.set_num_threads(threads)
 
 
-def perf_loader(shards: str | Path, samples: int = 3000, image_size: int | None = None, workers: int | None = None,
+def perf_loader(shards: str | Path | None, samples: int = 3000, image_size: int | None = None, workers: int | None = None,
                 out_dir: str | Path = "reports/perf") -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from talkbench.errors import TalkbenchError
 
+    tmp = None
+    if shards is None:  # no prepared shards given: a synthetic set with GRID-like 128 px JPEG crops
+        from talkbench.models.synthetic_shards import write_shards
+
+        tmp = tempfile.TemporaryDirectory()
+        shards = write_shards(Path(tmp.name) / "shards", speakers=8, clips_per_speaker=4, n_frames=75,
+                              face_size=128, mouth_size=(48, 96))
     shards = Path(shards)
     files = sorted((shards / "frames").glob("*.parquet"))
     if not files:
@@ -86,11 +92,13 @@ def perf_loader(shards: str | Path, samples: int = 3000, image_size: int | None 
     native = Image.open(io.BytesIO(first)).size[0]
     size = image_size or native
     workers = workers or os.cpu_count() or 1
-    results: dict[str, Any] = {"shards": str(shards), "image_size": size, "crop_size": native, "samples": samples}
+    results: dict[str, Any] = {"shards": "synthetic (128 px JPEG)" if tmp else str(shards), "image_size": size, "crop_size": native, "samples": samples}
     results["naive_pandas_pil"] = round(_naive(shards, min(samples, 1500), image_size), 1)
     results["loader_1_process"] = round(_streaming(shards, samples, size, 0), 1)
     results[f"loader_{workers}_workers"] = round(_streaming(shards, samples, size, workers), 1)
     results["speedup_1_process"] = round(results["loader_1_process"] / results["naive_pandas_pil"], 2)
+    if tmp is not None:
+        tmp.cleanup()
     path = write_report("loader", results, out_dir)
     print(f"face-crop samples/s ({size} px): naive pandas+PIL {results['naive_pandas_pil']:.0f}, "
           f"loader 1 process {results['loader_1_process']:.0f}, "
@@ -133,12 +141,16 @@ def _random_batch(spec: Any, seq_len: int, b: int) -> dict[str, Any]:
     return out
 
 
-def measure_one(name: str, size: str, steps: int, batch_size: int, device: str) -> dict[str, Any]:
+def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
+                threads: int | None = None) -> dict[str, Any]:
     """Time ``steps`` training steps of one model (after 2 warm-up steps) in this process."""
     import contextlib
     import resource
 
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from talkbench.models.train import load_run_config, train_step
 
     dev = torch.device(device)
@@ -197,7 +209,7 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str) 
 
 
 def perf_training(models: list[str], size: str = "small", steps: int = 5, batch_size: int = 8,
-                  device: str = "auto", out_dir: str | Path = "reports/perf") -> dict[str, Any]:
+                  device: str = "auto", out_dir: str | Path = "reports/perf", threads: int | None = None) -> dict[str, Any]:
     import torch
 
     devices = ["cpu", "cuda"] if device == "all" else [device]
@@ -208,7 +220,7 @@ def perf_training(models: list[str], size: str = "small", steps: int = 5, batch_
     for dev in devices:
         for name in models:
             code = ("import json,sys; from talkbench.models.perf import measure_one; "
-                    f"print('RESULT'+json.dumps(measure_one({name!r}, {size!r}, {steps}, {batch_size}, {dev!r})))")
+                    f"print('RESULT'+json.dumps(measure_one({name!r}, {size!r}, {steps}, {batch_size}, {dev!r}, {threads!r})))")
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
             if line is None:

@@ -38,6 +38,7 @@ class TrainConfig(StrictModel):
     grad_clip: float = Field(1.0, ge=0.0, description="max global grad norm per group; 0 = off")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU; 1 is fastest on a busy box")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
     compile: bool = False
     channels_last: bool = True
@@ -45,6 +46,7 @@ class TrainConfig(StrictModel):
     val_every: int = Field(500, ge=0, description="0 = only at the end")
     val_batches: int = Field(20, ge=1)
     checkpoint_every: int = Field(1000, ge=0, description="0 = only at the end")
+    max_minutes: float | None = Field(None, gt=0.0, description="stop early (with a checkpoint) after this long")
     out_dir: str = "runs"
     run_name: str | None = None
     experiment: str = "talkbench-train"
@@ -118,6 +120,16 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _out_of_time(max_minutes: float | None, t0: float, world: int, device: torch.device) -> bool:
+    """Whether the time budget is spent; under DDP rank 0's clock decides, so every rank stops together."""
+    if max_minutes is None:
+        return False
+    flag = torch.tensor([float(time.perf_counter() - t0 > max_minutes * 60)], device=device)
+    if world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def _mean_over_ranks(logs: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
     if world == 1:
         return logs
@@ -167,6 +179,8 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 
     tc: TrainConfig = cfg.train
+    if device.type == "cpu" and tc.cpu_threads:
+        torch.set_num_threads(tc.cpu_threads)
     bf16 = tc.precision == "bf16" or (tc.precision == "auto" and device.type == "cuda")
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
@@ -217,7 +231,9 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     loader = make_loader(ds, tc.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda", seed=tc.seed)
     batches = iter(loader)
     val_data: list[dict[str, torch.Tensor]] = []
-    if rank == 0 and index.units(cfg.data.val_split, cfg.data.statuses):
+    if rank == 0 and not index.units(cfg.data.val_split, cfg.data.statuses):
+        log.warning("no clips in split %r: no validation metrics", cfg.data.val_split)
+    elif rank == 0:
         val_ds = make_dataset(index, spec, cfg.data, split=cfg.data.val_split, train=False)
         for i, b in enumerate(make_loader(val_ds, tc.batch_size, 0)):
             if i >= tc.val_batches:
@@ -282,14 +298,19 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
         result.history.append(logs)
         n_samples += tc.batch_size * world
         done = step + 1
-        if rank == 0 and (done % tc.log_every == 0 or done == tc.steps):
+        out_of_time = _out_of_time(tc.max_minutes, t0, world, device)
+        last = done == tc.steps or out_of_time
+        if rank == 0 and (done % tc.log_every == 0 or last):
             log.info("step %d %s", done, " ".join(f"{k}={v:.4g}" for k, v in logs.items()))
             if mlflow is not None:
                 mlflow.log_metrics(logs, step=done)
-        if (tc.val_every and done % tc.val_every == 0) or done == tc.steps:
+        if (tc.val_every and done % tc.val_every == 0) or last:
             validate(done)
-        if (tc.checkpoint_every and done % tc.checkpoint_every == 0) or done == tc.steps:
+        if (tc.checkpoint_every and done % tc.checkpoint_every == 0) or last:
             result.checkpoint = checkpoint(done)
+        if out_of_time:
+            log.info("train.max_minutes=%s reached at step %d: stopped with a checkpoint", tc.max_minutes, done)
+            break
     elapsed = time.perf_counter() - t0
     result.samples_per_s = n_samples / elapsed if elapsed > 0 else 0.0
     if mlflow is not None:

@@ -8,7 +8,13 @@ How work flows (and why):
   ``clips_per_shard`` clips are done, a ``shards.write_shard`` task that depends on them runs on a
   worker, which pulls the results from its peers and writes the shard. Frames never go through the
   client; the client only sees the small completion record;
-- models are loaded once per worker process (``execute.worker_context``), one thread per worker.
+- models are loaded once per worker process (``execute.worker_context``), one thread per worker;
+- a clip that raises becomes a failed row inside its task; a clip whose worker process died (Dask
+  gives up after its retries) becomes a failed ``internal`` row made here. The job goes on.
+
+Resume and atomicity live in ``shards``: completed clips are skipped on a rerun (failed ones too,
+unless ``--retry-failed``), and an OUTPUT prepared with another dataset or config (anything but
+``execution.*``) is refused with an error naming the differing keys.
 
 A LocalCluster (one process per core) is started unless ``--scheduler`` names an existing cluster
 (then OUTPUT must be storage every worker can reach: a shared folder or an fsspec URL).

@@ -1,7 +1,8 @@
 """The benchmark harness end to end on real GRID clips: tasks, submissions, scoring, MLflow, leaderboard.
 
-Expensive work happens once per session: the three built-in references are scored on a 3-clip task
-(the ground truth is face-processed once and memoised), and the other tests reuse those runs.
+Expensive work happens once per module: real `talkbench prepare` shards of 3 GRID clips, and the three
+built-in references scored on them (the ground truth is face-processed once and memoised); the other
+tests reuse those runs. Environment changes (tasks dir, MLflow store) end with the module.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ FAST_METRICS = "psnr,ssim,lmd,av-xcorr"
 SLOW_METRICS = {"cpbd", "ssim-uniform7"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def bench_env(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path):
     """Real `talkbench prepare` shards of 3 GRID clips (all in the test split), a tasks folder, an MLflow
     SQLite store and artifact root, all under one temp folder."""
@@ -54,7 +55,7 @@ def bench_env(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path):
         yield env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def builtin_results(bench_env):
     """The three built-in references on the 3-clip task, every available metric, logged to MLflow."""
     from talkbench.benchmark.harness import run_submissions
@@ -105,14 +106,27 @@ def test_task_file_edited_by_hand_is_refused(bench_env, tmp_path):
         load_task(str(edited))
 
 
-def test_unpaired_task_drives_each_face_with_another_clips_audio(bench_env):
+def test_task_with_stale_face_settings_is_a_clear_error(bench_env):
+    from talkbench.benchmark.preprocess import Preprocessor
+    from talkbench.benchmark.tasks import load_task
+
+    task = load_task("grid1")
+    stale = task.model_copy(update={"preprocessing": {**task.preprocessing, "align": {"no_such_key": 1}}})
+    with pytest.raises(TalkbenchError, match="no_such_key"):
+        Preprocessor(stale)
+
+
+def test_unpaired_task_drives_each_face_with_another_speakers_audio(bench_env):
+    import pandas as pd
     from talkbench.benchmark.tasks import build_task
 
+    speaker = pd.read_parquet(bench_env["shards"] / "clips.parquet").set_index("clip_id")["speaker_id"]
     task = build_task(bench_env["shards"], "dub", kind="unpaired")
-    assert task.primary_metric == "av_xcorr_peak"
+    assert task.primary_metric == "av_xcorr_peak" and len(task.clips) == 3
     for clip in task.clips:
-        assert clip.audio_clip != clip.reference_clip and clip.ground_truth is None
-    assert sorted(c.audio_clip for c in task.clips) == sorted(CLIPS)  # every audio used once
+        assert clip.ground_truth is None and clip.audio_clip != clip.reference_clip
+        if speaker.nunique() > 1:
+            assert speaker[clip.audio_clip] != speaker[clip.reference_clip]
 
 
 def test_make_task_errors_are_one_line(bench_env, tmp_path, capsys):
@@ -336,6 +350,8 @@ def test_submission_spec_errors():
         load_submission("no_such_module_xyz:Model")
     with pytest.raises(TalkbenchError, match="bad option"):
         load_submission("builtin:shifted?z=1")
+    with pytest.raises(TalkbenchError, match="checkpoint not found"):
+        load_submission("checkpoint:/no/such/model.safetensors")
     assert load_submission("builtin:shifted").spec == "builtin:shifted?k=5"
     frames = np.zeros((74, 8, 8, 3), np.uint8)
     assert check_frames(frames, 75, tolerance=1).shape[0] == 75  # one frame short: padded
@@ -346,23 +362,36 @@ def test_submission_spec_errors():
 # --------------------------------------------------------------------------- duplicates and leaderboard
 
 
-def test_duplicate_runs_are_refused_or_replaced(bench_env, builtin_results, capsys):
+def test_duplicate_runs_are_refused_or_replaced(bench_env, capsys):
     from mlflow.tracking import MlflowClient
+    from talkbench.benchmark.harness import run_submissions
     from talkbench.benchmark.leaderboard import load_board
     from talkbench.benchmark.runs import TAG_SUPERSEDED
 
-    args = ["bench", "run", "--task", "grid3", "--submission", "builtin:shifted", "--metrics", FAST_METRICS,
+    [(_, old_run)] = run_submissions("grid1", ["builtin:shifted?k=5"], metrics=["lmd"], keep_videos=False)
+    args = ["bench", "run", "--task", "grid1", "--submission", "builtin:shifted", "--metrics", "lmd",
             "--no-keep-videos"]
-    assert main(args) == 2  # builtin:shifted == builtin:shifted?k=5: already scored
+    assert main(args) == 2  # builtin:shifted is builtin:shifted?k=5: already scored on this task
     err = capsys.readouterr().err
     assert "already scored" in err and "--rerun" in err
-    _, old_run = builtin_results["builtin:shifted?k=5"]
     assert main([*args, "--rerun"]) == 0
     assert MlflowClient().get_run(old_run).data.tags[TAG_SUPERSEDED]
-    board = load_board("grid3")
-    names = [e.submission for e in board.entries]
-    assert sorted(names) == sorted(set(names))  # one row per submission
-    assert old_run not in {e.run_id for e in board.entries}
+    board = load_board("grid1")
+    assert [e.submission for e in board.entries] == ["builtin:shifted?k=5"]  # one row, the new run
+    assert board.entries[0].run_id != old_run
+
+
+def test_unpaired_task_scores_no_reference_metrics_only(bench_env):
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import build_task
+
+    task = build_task(bench_env["shards"], "dub2", kind="unpaired", max_clips=2)
+    res = evaluate(task, load_submission("builtin:static-frame"), metric_names=["psnr", "lmd", "av-xcorr"])
+    assert res.n_ok == 2 and "av_xcorr_peak" in res.aggregates and "psnr" not in res.aggregates
+    assert res.unavailable["psnr"].startswith("not applicable") and res.unavailable["lmd"].startswith("not appl")
+    with pytest.raises(TalkbenchError, match="needs a paired task"):
+        evaluate(task, load_submission("builtin:ground-truth"), metric_names=["av-xcorr"])
 
 
 def test_leaderboard_orders_by_primary_metric(bench_env, builtin_results, tmp_path, capsys):
@@ -413,38 +442,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_against_a_real_mlflow_server(bench_env, tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` on a free 127.0.0.1 port, started when the module starts: its slow start
+    (~20-30 s of imports here) overlaps the other tests instead of adding to them."""
+    root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
     server = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", (tmp_path / "server-artifacts").as_uri(), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+         f"sqlite:///{root / 'server.db'}", "--default-artifact-root", (root / "artifacts").as_uri(),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
+    yield server, f"http://127.0.0.1:{port}"
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
 
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server did not start")
-                time.sleep(0.5)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.delenv("MLFLOW_TRACKING_URI")
-            assert main(["bench", "run", "--task", "grid1", "--submission", "builtin:ground-truth",
-                         "--metrics", "psnr,lmd", "--tracking-uri", uri,
-                         "--outputs-dir", str(tmp_path / "v")]) == 0
-            assert main(["bench", "run", "--task", "grid1", "--submission", "builtin:ground-truth",
-                         "--metrics", "psnr,lmd", "--tracking-uri", uri]) == 2  # duplicate refused there too
-            out = tmp_path / "lb.md"
-            assert main(["bench", "leaderboard", "--task", "grid1", "--tracking-uri", uri, "--out", str(out)]) == 0
-        assert "builtin:ground-truth" in out.read_text()
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+
+def test_against_a_real_mlflow_server(bench_env, mlflow_server, tmp_path):
+    import urllib.request
+
+    from mlflow.tracking import MlflowClient
+
+    server, uri = mlflow_server
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                pytest.fail("mlflow server did not start")
+            time.sleep(0.5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI")
+        assert main(["bench", "run", "--task", "grid1", "--submission", "builtin:ground-truth",
+                     "--metrics", "psnr,lmd", "--tracking-uri", uri, "--outputs-dir", str(tmp_path / "v")]) == 0
+        assert main(["bench", "run", "--task", "grid1", "--submission", "builtin:ground-truth",
+                     "--metrics", "psnr,lmd", "--tracking-uri", uri]) == 2  # duplicate refused there too
+        out = tmp_path / "lb.md"
+        assert main(["bench", "leaderboard", "--task", "grid1", "--tracking-uri", uri, "--out", str(out)]) == 0
+    assert "builtin:ground-truth" in out.read_text()
+    exp = MlflowClient(uri).get_experiment_by_name("bench/grid1/v1")  # the runs went to the server
+    assert exp is not None and len(MlflowClient(uri).search_runs([exp.experiment_id])) == 1

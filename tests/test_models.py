@@ -108,6 +108,21 @@ def test_bad_config_values_are_clear_errors(bad):
     assert bad.split("=")[0].split(".")[-1] in str(e.value)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_configs_hold_the_reference_values(name):
+    from conftest import ROOT
+
+    cfg = load_run_config(name, ROOT / "configs" / "models" / f"{name}.yaml")
+    if name == "tcn_sa":
+        f = cfg.model.fusion
+        assert (f.channels, f.kernel_size, f.dilations, f.dropout, f.heads) == ([512, 1024], 3, [1, 2], 0.2, 4)
+    if name in ("audio_to_au", "au_rgan", "tcn_sa"):
+        a = cfg.model if name == "audio_to_au" else cfg.model.audio_to_au
+        assert (a.lstm_hidden, a.lstm_layers, a.fc_dims, a.aus) == (128, 2, [128, 64], ["AU10", "AU14", "AU20", "AU25", "AU26"])
+    if name in ("au_rgan", "tcn_sa"):
+        assert cfg.model.image_size == 128 and cfg.data.window_hops == 35
+
+
 def test_au_consistency_needs_a_classifier_checkpoint():
     cfg = tiny("au_rgan", "loss.au_consistency=1")
     with pytest.raises(ConfigError, match="au_classifier_checkpoint"):

@@ -229,8 +229,7 @@ def test_inspect_json_and_contact_sheet(prepared, tmp_path):
     sheet = tmp_path / "sheet.png"
     res = cli("inspect", str(prepared), "--json", "--sheet", str(sheet), check=True)
     summary = json.loads(res.stdout)
-    assert summary["clips"] == {"ok": int(summary["clips"]["ok"]), "partial": summary["clips"]["partial"],
-                                "failed": 2}
+    assert summary["clips"]["failed"] == 2
     assert summary["clips"]["ok"] + summary["clips"]["partial"] == len(GRID_CLIPS)
     assert summary["clips_by_reason"]["failed/empty_file"] == 1
     assert summary["frames"] == 75 * len(GRID_CLIPS)

@@ -93,6 +93,12 @@ def test_bad_shards_are_clear_errors(shards, tmp_path):
     spec = DataSpec(windows=True, aus=("AU25",))
     with pytest.raises(TalkbenchError, match="mfcc"):
         make_dataset(ShardIndex(broken), spec, DataConfig(), split="train", train=True)
+    clips = pq.read_table(broken / "clips.parquet")
+    rows = clips.to_pylist()
+    rows[0]["split"] = "val"  # spk0 now has a clip in each split: held-out metrics would leak
+    pq.write_table(clips.from_pylist(rows, schema=clips.schema), broken / "clips.parquet")
+    with pytest.raises(TalkbenchError, match="spk0"):
+        ShardIndex(broken).check_speaker_disjoint("train", "val")
     manifest = json.loads((broken / "manifest.json").read_text())
     (broken / "manifest.json").write_text(json.dumps({**manifest, "schema_version": "9.0"}))
     with pytest.raises(TalkbenchError, match="schema version"):

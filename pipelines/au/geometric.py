@@ -139,7 +139,7 @@ def frontalise(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     ref = face.reference_shape(pts, np.ones(len(pts), bool), interpupillary_cm=1.0)
     rigid = list(face.RIGID_POINTS)
     s, rot, t = face.umeyama(ref[rigid], pts[:, rigid])  # ref -> frame; invert it
-    out[valid] = np.einsum("tji,tnj->tni", rot, pts - t[:, None]) / s[:, None, None]
+    out[valid] = (pts - t[:, None]) @ rot / s[:, None, None]  # R^T (x - t) / s, per frame
     return out
 
 

@@ -27,7 +27,7 @@ class AlignConfig(StrictModel):
     template_eye_distance: float = Field(0.25, gt=0, lt=1)
     template_nose_y: float = Field(0.53, gt=0, lt=1)
     smoothing_sigma_s: float = Field(0.04, ge=0, description="Gaussian sigma over time of the anchor points")
-    supersample: int = Field(2, ge=1, le=4, description="warp at this multiple, then area-downsample")
+    antialias: bool = Field(True, description="halve the source first where the crop shrinks a face below half size")
 
     @property
     def mouth_shape(self) -> tuple[int, int]:
