@@ -24,7 +24,7 @@ def register(sub: Any, perf_sub: Any) -> None:
                    help="paired: each clip's own audio (full-reference metrics); unpaired: another clip's "
                    "audio drives the face (no-reference metrics only)")
     m.add_argument("--max-clips", type=int, default=None, help="first N usable clips by clip id")
-    m.add_argument("--primary-metric", default=None, help="leaderboard ranking key (default: lmd / av_xcorr_peak)")
+    m.add_argument("--primary-metric", default=None, help="leaderboard ranking key (default: lmd for paired, av_xcorr_r0 for unpaired)")
     m.add_argument("--tasks-dir", default=None, help="default $TALKBENCH_TASKS_DIR or ./tasks")
     m.set_defaults(handler=_make_task)
 

@@ -32,7 +32,7 @@ from talkbench.errors import ConfigError, TalkbenchError
 TASK_FORMAT = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Ranking metric when make-task is not told otherwise (a value key of a registered metric).
-DEFAULT_PRIMARY = {"paired": "lmd", "unpaired": "av_xcorr_peak"}
+DEFAULT_PRIMARY = {"paired": "lmd", "unpaired": "av_xcorr_r0"}
 #: Clip statuses of clips.parquet a task takes: partial clips have frames without a face, which would
 #: make the ground truth itself incomplete.
 USABLE_STATUSES = ("ok",)

@@ -67,18 +67,29 @@ def naive_loop(files: list[Path]) -> tuple[int, float]:
     return n, elapsed
 
 
-def warm(client: Any, record: ClipRecord, cfg: Any) -> None:
-    """Run one clip on every worker, so models are loaded before timing."""
+def warm(client: Any, record: ClipRecord, cfg: Any, tmp: str) -> None:
+    """One run of ``record`` through the whole path on every worker, so one-time costs are not timed:
+    models (loaded per worker), imports and codecs of shard writing (on each worker) and of the
+    end of a run (clips.parquet, manifest; in this process). Writes under ``tmp``."""
     from talkbench.pipelines.execute import process_clip
+    from talkbench.pipelines.runner import job_identity
+    from talkbench.pipelines.shards import ShardStore, new_run_id, write_shard
 
     from talkbench.config import config_hash
 
+    store, run_id = ShardStore(str(Path(tmp) / "warm")), new_run_id()
+    store.claim(job_identity("perf", cfg), run_id)
     key = config_hash(cfg)
-    futs = [client.submit(process_clip, record, cfg, key, workers=[w], allow_other_workers=False, pure=False)
-            for w in client.scheduler_info()["workers"]]
-    for res in client.gather(futs):
-        if res.row["status"] == "failed":
-            raise TalkbenchError(f"warm-up clip failed: {res.row['error_kind']}: {res.row['error']}")
+    futs = []
+    for seq, w in enumerate(client.scheduler_info()["workers"]):
+        clip = client.submit(process_clip, record, cfg, key, workers=[w], allow_other_workers=False, pure=False)
+        futs.append(client.submit(write_shard, store.url, run_id, time.time(), seq, [clip], workers=[w],
+                                  allow_other_workers=False, pure=False))
+    client.gather(futs)
+    for row in store.rebuild_clips().to_pylist():
+        if row["status"] == "failed":
+            raise TalkbenchError(f"warm-up clip failed: {row['error_kind']}: {row['error']}")
+    store.release(run_id)
 
 
 def pipeline_run(records: list[ClipRecord], cfg: Any, workers: int) -> dict[str, Any]:
@@ -88,7 +99,7 @@ def pipeline_run(records: list[ClipRecord], cfg: Any, workers: int) -> dict[str,
             tempfile.TemporaryDirectory(prefix="talkbench-perf-") as tmp:
         client.wait_for_workers(workers)
         warm(client, ClipRecord(clip_id="warm", dataset="perf", source_path=records[0].source_path,
-                                speaker_id="warm"), cfg)
+                                speaker_id="warm"), cfg, tmp)
         start = time.perf_counter()
         summary = prepare("perf", tmp, str(Path(tmp) / "out"), cfg, client=client, records=records,
                           progress=False)

@@ -12,12 +12,12 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from talkbench.benchmark.metrics import METRICS, AlignedVideo, ClipPair
 from talkbench.benchmark.metrics.au import au_agreement, occurrence_f1, pearson
-from talkbench.benchmark.metrics.avsync import audio_envelope, xcorr_offset
+from talkbench.benchmark.metrics.avsync import best_offset, xcorr_curve
 from talkbench.benchmark.metrics.bootstrap import bootstrap_ci
 from talkbench.benchmark.metrics.cpbd import cpbd_gray, marziliano_widths, sobel_vertical_edges
 from talkbench.benchmark.metrics.fid import frechet_distance
 from talkbench.benchmark.metrics.image import PSNR_CAP_DB, psnr_frames, ssim_frames
-from talkbench.benchmark.metrics.landmarks import INNER_LOWER, INNER_UPPER, LIPS, jitter, lmd_frames
+from talkbench.benchmark.metrics.landmarks import INNER_LIP_PAIRS, LIPS, jitter, lmd_frames, mouth_opening
 from talkbench.benchmark.metrics.lse import lse_from_embeddings
 from talkbench.benchmark.metrics.pose import head_pose_similarity
 
@@ -197,35 +197,125 @@ def _smooth_noise(n: int, seed: int) -> np.ndarray:
 def test_xcorr_recovers_planted_shift(k: int) -> None:
     env = _smooth_noise(120, seed=k + 10)
     opening = np.roll(env, k) + 0.02 * np.random.default_rng(1).standard_normal(120)  # video lags by k
-    offset, peak, r = xcorr_offset(env, opening)
+    r = xcorr_curve(env, opening)
+    offset, peak = best_offset(r)
     assert abs(offset - k) <= 1
     assert peak > 0.8 and len(r) == 31
 
 
-def _synthetic_pair(k: int, t: int = 100) -> ClipPair:
-    """Audio whose 40 ms RMS follows a random envelope; landmarks whose lip gap follows it k frames later."""
+def test_xcorr_uses_the_overlap_and_skips_invalid_frames() -> None:
+    a = np.arange(40, dtype=float) % 7
+    r = xcorr_curve(a, a, max_offset=15, min_overlap=30)
+    assert r[15] == pytest.approx(1.0)
+    assert np.isnan(r[:5]).all() and np.isnan(r[-5:]).all()  # 40 - |k| < 30 pairs
+    v = a.copy()
+    v[10:20] = 100.0  # junk on frames marked invalid must not count
+    valid = np.ones(40, bool)
+    valid[10:20] = False
+    assert xcorr_curve(a, v, valid, max_offset=2, min_overlap=10)[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no offset"):
+        best_offset(np.full(5, np.nan))
+
+
+def _lip_landmarks(gap: np.ndarray) -> np.ndarray:
+    """A face whose 40 lip points sit on an ellipse and whose inner lips part by ``gap`` pixels."""
+    t = len(gap)
+    lm = np.zeros((t, 478, 3), np.float32)
+    lm[:, 33, :2], lm[:, 263, :2] = (40.0, 50.0), (100.0, 50.0)  # outer eye corners: 60 px apart
+    angles = np.linspace(0, 2 * np.pi, len(LIPS), endpoint=False)
+    lm[:, list(LIPS), 0] = 70.0 + 25.0 * np.cos(angles)
+    lm[:, list(LIPS), 1] = 100.0 + 8.0 * np.sin(angles)
+    for (upper, lower), x in zip(INNER_LIP_PAIRS, (70.0, 65.0, 75.0), strict=True):
+        lm[:, [upper, lower], 0] = x
+        lm[:, upper, 1] = 100.0 - gap / 2
+        lm[:, lower, 1] = 100.0 + gap / 2
+    return lm
+
+
+def _synthetic_pair(k: int, t: int = 100, lost: slice | None = None) -> ClipPair:
+    """Noise whose 40 ms loudness follows a random envelope; lips that part with it k frames later."""
     env = 0.05 + _smooth_noise(t, seed=3)
     rng = np.random.default_rng(4)
-    audio = np.concatenate([env[i] * rng.choice([-1.0, 1.0], 640) for i in range(t)]).astype(np.float32)
-    lm = np.zeros((t, 478, 3), np.float32)
-    lm[:, 61, 0], lm[:, 291, 0] = 40.0, 80.0  # mouth corners: width 40 px
-    gap = 20.0 * np.roll(env, k)
-    lm[:, INNER_UPPER, 1] = 90.0
-    lm[:, INNER_LOWER, 1] = 90.0 + gap
+    audio = np.concatenate([env[i] * rng.standard_normal(640) for i in range(t)]).astype(np.float32)
+    lm = _lip_landmarks(20.0 * np.roll(env, k))
+    found = np.ones(t, bool)
+    if lost is not None:
+        lm[lost] = np.nan
+        found[lost] = False
     faces = np.zeros((t, 16, 16, 3), np.uint8)
-    video = AlignedVideo(faces=faces, mouths=faces, landmarks=lm, face_found=np.ones(t, bool),
+    video = AlignedVideo(faces=faces, mouths=faces, landmarks=lm, face_found=found,
                          pose=np.zeros((t, 6), np.float32), aus={})
     return ClipPair(clip_id=f"shift{k}", generated=video, reference=None, audio=audio)
 
 
+def test_mouth_opening_is_inner_gap_over_eye_distance() -> None:
+    gap = np.array([0.0, 6.0, 12.0], np.float32)
+    np.testing.assert_allclose(mouth_opening(_lip_landmarks(gap)), gap / 60.0, atol=1e-6)
+
+
 def test_av_xcorr_metric_on_synthetic_clip() -> None:
-    np.testing.assert_allclose(audio_envelope(np.ones(1600, np.float32) * 0.5), [0.5, 0.5])
     metric = METRICS.get("av-xcorr")()
-    for k in (0, 5):
+    for k in (0, 5, -3):
         values = metric.update(_synthetic_pair(k))
         assert abs(values["av_xcorr_offset"] - k) <= 1, values
-        assert values["av_xcorr_peak"] > 0.8
-    assert set(metric.compute()) == {"av_xcorr_offset", "av_xcorr_abs_offset", "av_xcorr_peak"}
+        assert values["av_xcorr_peak"] > 0.5
+        if k != 0:  # out of sync: the correlation at offset 0 is well below the peak
+            assert values["av_xcorr_r0"] < values["av_xcorr_peak"] - 0.2, values
+    assert set(metric.compute()) == {"av_xcorr_offset", "av_xcorr_abs_offset", "av_xcorr_peak", "av_xcorr_r0"}
+
+
+def test_av_xcorr_ignores_frames_without_a_face() -> None:
+    metric = METRICS.get("av-xcorr")()
+    values = metric.update(_synthetic_pair(4, lost=slice(40, 52)))
+    assert abs(values["av_xcorr_offset"] - 4) <= 1 and np.isfinite(values["av_xcorr_peak"]), values
+    none = metric.update(_synthetic_pair(0, lost=slice(0, 100)))
+    assert all(math.isnan(v) for v in none.values()), none
+
+
+#: Real GRID clips for the sync regression; the other two fixtures are covered by tests/test_bench.py.
+SYNC_CLIPS = ("bbaf2n", "brbk7n", "lbbc2a")
+SYNC_K = 5
+
+
+@pytest.fixture(scope="session")
+def grid_sync_clips() -> dict[str, dict[int, ClipPair]]:
+    """Per real GRID clip: {0: ground truth, SYNC_K: delayed like builtin:shifted}, each face-processed
+    with the real MediaPipe pipeline at 25 fps, with the clip's 16 kHz audio."""
+    from talkbench.benchmark.submissions import ItemInputs, Shifted
+    from talkbench.pipelines.face import FaceMeshTracker, process_frames
+    from talkbench.pipelines.stages.landmarks import LandmarksConfig
+
+    from talkbench.media import read_av
+
+    out: dict[str, dict[int, ClipPair]] = {}
+    with FaceMeshTracker.from_config(LandmarksConfig()) as tracker:
+        for name in SYNC_CLIPS:
+            path = GRID / f"{name}.mpg"
+            if not path.is_file():
+                pytest.fail(f"fixture {path} missing")
+            decoded = read_av(path, fps=25.0, sample_rate=16_000)
+            gt = decoded.frames
+            shifted = Shifted(SYNC_K).generate_item(ItemInputs(item=None, reference_image=gt[0],
+                                                               ground_truth=lambda gt=gt: gt))
+            out[name] = {}
+            for k, frames in ((0, gt), (SYNC_K, shifted)):
+                res = process_frames(frames, 25.0, tracker=tracker)
+                video = AlignedVideo(faces=res["face_crop"], mouths=res["mouth_crop"],
+                                     landmarks=res["landmarks_crop"], face_found=res["face_found"],
+                                     pose=res["pose"], aus={})
+                out[name][k] = ClipPair(clip_id=name, generated=video, reference=None, audio=decoded.audio)
+    return out
+
+
+@pytest.mark.parametrize("clip", SYNC_CLIPS)
+def test_av_xcorr_on_real_grid_clip(grid_sync_clips: dict[str, dict[int, ClipPair]], clip: str) -> None:
+    """Untouched ground truth reads in sync (within one frame); delayed by k it reads k (within one)."""
+    metric = METRICS.get("av-xcorr")()
+    gt = metric.update(grid_sync_clips[clip][0])
+    shifted = metric.update(grid_sync_clips[clip][SYNC_K])
+    assert abs(gt["av_xcorr_offset"]) <= 1, gt
+    assert abs(shifted["av_xcorr_offset"] - SYNC_K) <= 1, shifted
+    assert shifted["av_xcorr_r0"] < gt["av_xcorr_r0"], (gt, shifted)
 
 
 @pytest.mark.parametrize("k", [-3, 0, 4])

@@ -19,7 +19,10 @@ LIPS_INNER: tuple[int, ...] = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308,
                                80, 191)
 LIPS: tuple[int, ...] = LIPS_OUTER + LIPS_INNER
 INNER_UPPER, INNER_LOWER = 13, 14  # mid points of the inner upper and lower lip
+#: vertically opposite inner-lip points: the mid pair and its neighbours on either side
+INNER_LIP_PAIRS: tuple[tuple[int, int], ...] = ((INNER_UPPER, INNER_LOWER), (82, 87), (312, 317))
 MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # mouth corners
+EYE_OUTER_RIGHT, EYE_OUTER_LEFT = 33, 263  # outer eye corners (the subject's right and left)
 
 
 def lmd_frames(gen: np.ndarray, ref: np.ndarray, reduce: str = "mean", points: tuple[int, ...] = LIPS) -> np.ndarray:
@@ -59,12 +62,26 @@ def jitter(landmarks: np.ndarray, found: np.ndarray | None = None) -> tuple[floa
     return v, a
 
 
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip gap divided by mouth width, per frame: scale-free mouth opening."""
+def face_scale(landmarks: np.ndarray) -> float:
+    """Median inter-ocular distance (outer eye corners) over the frames that have a face; NaN if none.
+
+    One number per clip: unlike the mouth width it does not change while speaking (spread/rounded lips).
+    """
     x = landmarks[..., :2].astype(np.float64)
-    gap = np.linalg.norm(x[:, INNER_UPPER] - x[:, INNER_LOWER], axis=1)
-    width = np.linalg.norm(x[:, MOUTH_LEFT] - x[:, MOUTH_RIGHT], axis=1)
-    return gap / np.maximum(width, 1e-6)
+    d = np.linalg.norm(x[:, EYE_OUTER_RIGHT] - x[:, EYE_OUTER_LEFT], axis=1)
+    d = d[np.isfinite(d) & (d > 0)]
+    return float(np.median(d)) if len(d) else math.nan
+
+
+def mouth_opening(landmarks: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Per-frame mouth opening: mean inner-lip vertical gap of :data:`INNER_LIP_PAIRS` / face scale.
+
+    Three pairs rather than 13/14 alone average out landmark noise at the lip midline; ``scale``
+    defaults to :func:`face_scale` of the clip. Frames without a face (NaN landmarks) give NaN.
+    """
+    x = landmarks[..., :2].astype(np.float64)
+    gap = np.mean([np.linalg.norm(x[:, a] - x[:, b], axis=1) for a, b in INNER_LIP_PAIRS], axis=0)
+    return gap / (face_scale(landmarks) if scale is None else scale)
 
 
 class _LMDBase(Metric):
