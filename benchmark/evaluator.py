@@ -26,6 +26,7 @@ from talkbench.benchmark.metrics.base import METRICS, ClipPair, Metric
 from talkbench.benchmark.preprocess import Preprocessor
 from talkbench.benchmark.submissions import ClipOutput, ItemInputs, Submission
 from talkbench.benchmark.tasks import TaskItem, TaskManifest, iter_items
+from tqdm import tqdm
 
 from talkbench.errors import ClipError, TalkbenchError
 
@@ -174,16 +175,21 @@ def evaluate(task: TaskManifest, submission: Submission, metric_names: list[str]
     metric_errors: list[dict[str, str]] = []
     grids: dict[str, np.ndarray] = {}
     submission.setup(task)
+    bar = tqdm(total=len(task.clips), desc=f"scoring {submission.name}", unit="clip")
     try:
         for out in submission.outputs(_inputs(task, pre)):
             row = _score_clip(out, task, pre, metrics, metric_errors, keep)
             rows.append(row)
-            log.info("%s %s: %s", submission.name, row["clip_id"], row["status"] if row["status"] == "ok"
-                     else f"{row['error_kind']}: {row['error']}")
+            bar.update(1)
+            log.debug("%s %s: %s", submission.name, row["clip_id"], row["status"] if row["status"] == "ok"
+                      else f"{row['error_kind']}: {row['error']}")
+            if row["status"] != "ok":
+                bar.write(f"{row['clip_id']}: {row['error_kind']}: {row['error']}")
             if row["status"] == "ok" and len(grids) < n_grids:
                 grids[row["clip_id"]] = row.pop("_grid")
             row.pop("_grid", None)
     finally:
+        bar.close()
         if preprocessor is None:
             pre.close()
         submission.close()

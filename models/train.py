@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from pydantic import Field, create_model
 from talkbench.models.data import DataConfig, ShardIndex, make_dataset, make_loader
+from tqdm import tqdm
 
 from talkbench.config import StrictModel, build, config_hash, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
@@ -291,7 +292,9 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     # -- the loop -------------------------------------------------------------------------------------
     model.train()
     t0, n_samples = time.perf_counter(), 0
+    bar = tqdm(total=tc.steps, initial=start_step, desc=f"train {model_name}", unit="step", disable=rank != 0)
     for step in range(start_step, tc.steps):
+        bar.update(1)
         batch = _to_device(next(batches), device)
         logs = train_step(objective, wrapped, parts, opts, batch, autocast, tc.grad_clip)
         logs = _mean_over_ranks(logs, world, device)
@@ -311,6 +314,7 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
         if out_of_time:
             log.info("train.max_minutes=%s reached at step %d: stopped with a checkpoint", tc.max_minutes, done)
             break
+    bar.close()
     elapsed = time.perf_counter() - t0
     result.samples_per_s = n_samples / elapsed if elapsed > 0 else 0.0
     if mlflow is not None:

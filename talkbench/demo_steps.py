@@ -113,6 +113,21 @@ def train_step(args: argparse.Namespace, work: Path, shards: Path, run: Run) -> 
     return ckpts
 
 
+def _eval_split(shards: Path) -> str:
+    """The held-out split to score on: test when it has usable clips, else val, else train (said aloud)."""
+    import pyarrow.parquet as pq
+
+    clips = pq.read_table(shards / "clips.parquet", columns=["split", "status"]).to_pylist()
+    usable = {c["split"] for c in clips if c["status"] in ("ok", "partial")}
+    for split in ("test", "val", "train"):
+        if split in usable:
+            if split != "test":
+                print(f"\n[note] no usable test clips in {shards}: scoring the {split} split instead "
+                      "(set test speakers in the dataset config for a held-out score)")
+            return split
+    raise TalkbenchError(f"no usable clips in {shards}: see `talkbench inspect {shards}`")
+
+
 def bench_step(work: Path, shards: Path, generator: Path, run: Run) -> dict[str, Path]:
     from talkbench.benchmark import runs as bench_runs
     from talkbench.benchmark.submissions import load_submission
@@ -120,8 +135,8 @@ def bench_step(work: Path, shards: Path, generator: Path, run: Run) -> dict[str,
 
     tasks = work / "tasks"
     if not _read_mark(work, "task"):
-        run(["bench", "make-task", "--shards", str(shards), "--name", TASK, "--split", "test",
-             "--tasks-dir", str(tasks)])
+        run(["bench", "make-task", "--shards", str(shards), "--name", TASK, "--split", _eval_split(shards),
+             "--tasks-dir", str(tasks), "--max-clips", "8"])
         _mark(work, "task", tasks=str(tasks))
     task = load_task(TASK, tasks)
     specs = ["builtin:ground-truth", "builtin:static-frame", "builtin:shifted?k=5", f"checkpoint:{generator}"]

@@ -249,6 +249,29 @@ def test_custom_crop_sizes_and_mouth_in_the_mouth_crop(grid_frames, grid_results
     np.testing.assert_allclose(lips.mean(1), [[48, 24]] * 75, atol=4)
 
 
+def test_halvings_keep_the_crop_scale_at_least_one_half():
+    def sim(scale):
+        return np.array([[[scale, 0, 0], [0, scale, 0]]] * 3)
+
+    assert [face.halvings(sim(s)) for s in (1.5, 1.0, 0.6, 0.5, 0.4, 0.2, 0.1)] == [0, 0, 0, 0, 1, 2, 3]
+
+
+def test_a_large_face_is_halved_before_the_warp_without_moving_it(first_grid, grid_results):
+    # 4x the GRID frame: the face shrinks ~6x into the crop, so the source is halved twice first
+    frames = np.stack([cv2.resize(f, (1440, 1152), interpolation=cv2.INTER_CUBIC) for f in first_grid[:4]])
+    lm = grid_results[GRID_CLIPS[0].stem]["landmarks"][:4] * 4
+    m = face.alignment_matrices(lm, np.ones(4, bool), AlignConfig(), FPS)
+    assert face.halvings(m) == 2
+    crops = face.warp_crops(frames, m, (128, 128))
+    # reference: the same low-pass as a Gaussian of the whole frame, then a plain warp (exact geometry)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in frames])
+    ref = face.warp_crops(blurred, m, (128, 128), antialias=False)
+    for a, b in zip(crops, ref, strict=True):
+        (dx, dy), _ = cv2.phaseCorrelate(a.mean(-1), b.mean(-1))
+        assert abs(dx) < 0.1 and abs(dy) < 0.1, (dx, dy)  # the 2x2-mean pixel centres are accounted for
+    assert np.abs(crops.astype(int) - ref).mean() < 3
+
+
 def test_smoothing_skips_missing_frames():
     x = np.arange(10, dtype=np.float64)[:, None]
     valid = np.ones(10, bool)
