@@ -54,7 +54,7 @@ def register(sub: Any, perf_sub: Any) -> None:
     )
     pp.add_argument("--input", default=None, help="folder of clips (default: ../shared/fixtures/grid)")
     pp.add_argument("--workers", type=int, default=None)
-    pp.add_argument("--repeat", type=int, default=4, help="process the clip list this many times (stable numbers)")
+    pp.add_argument("--repeat", type=int, default=8, help="process the clip list this many times (stable numbers)")
     pp.add_argument("--out-dir", default="reports/perf")
     pp.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                     help="pipeline config override, as for prepare (e.g. -o stages=[decode,landmarks])")

@@ -46,6 +46,8 @@ class ExecutionConfig(StrictModel):
     clips_per_shard: int = Field(16, ge=1, description="clips per frames/*.parquet file (one row group each)")
     max_in_flight: int | None = Field(None, ge=1, description="clip tasks pending at once; default 2 per worker")
     memory_limit: str = Field("auto", description="per-worker memory limit of the LocalCluster, e.g. 4GiB")
+    pin_workers: bool = Field(True, description="LocalCluster: worker i runs on CPU i (if workers <= CPUs); "
+                                                "MediaPipe's threads stop hopping between cores")
 
 
 class PipelineConfig(StrictModel):

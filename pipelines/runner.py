@@ -87,8 +87,8 @@ def job_identity(dataset: str, cfg: PipelineConfig) -> dict[str, Any]:
 # -- cluster ----------------------------------------------------------------------------------------
 #: Dask settings of the LocalCluster we start. A clip task runs for about a second, so Dask's
 #: diagnostics at their default rates (made for millisecond tasks: a stack sample every 10 ms, an
-#: event-loop tick every 20 ms, memory polled every 100 ms) only cost CPU: ~10% of a core with 2
-#: idle workers here, 1% with these. And no MALLOC_TRIM_THRESHOLD_ (Dask sets 64 KiB in workers):
+#: event-loop tick every 20 ms, memory polled every 100 ms) only cost CPU: 12% of a core with 2
+#: idle workers here, 3% with these. And no MALLOC_TRIM_THRESHOLD_ (Dask sets 64 KiB in workers):
 #: with it glibc gives every freed frame buffer back to the OS, so each new one is page-faulted
 #: again, ~25% more CPU per frame in a worker than the same code in one process (measured).
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
@@ -102,8 +102,12 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
 
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None, threads_per_worker: int = 1,
-                memory_limit: str = "auto") -> Iterator[Any]:
-    """A client on an existing scheduler, or on a fresh LocalCluster of worker processes."""
+                memory_limit: str = "auto", pin_workers: bool = False) -> Iterator[Any]:
+    """A client on an existing scheduler, or on a fresh LocalCluster of worker processes.
+
+    ``pin_workers``: LocalCluster worker i runs on the i-th usable CPU (see ``execute.pin_to_cpu``),
+    when workers are single-threaded and there are at least as many CPUs as workers.
+    """
     from distributed import Client, LocalCluster
     from talkbench.pipelines.execute import QUIET_ENV, SINGLE_THREAD_ENV, close_contexts
 
@@ -138,6 +142,9 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
         client = Client(cluster)
         try:
             client.register_plugin(_SingleThreadPlugin(), name="talkbench-threads")
+            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            if pin_workers and threads_per_worker == 1 and n <= len(cpus):
+                client.register_plugin(_PinPlugin(cpus), name="talkbench-pin")
             yield client
         finally:
             with suppress(Exception):  # a clean model teardown lets workers exit quickly; best effort
@@ -175,6 +182,20 @@ class _SingleThreadPlugin(WorkerPlugin):
         from talkbench.pipelines.execute import limit_threads
 
         limit_threads()
+
+
+class _PinPlugin(WorkerPlugin):
+    """Worker plugin: LocalCluster worker ``i`` (its name) runs on ``cpus[i]``; a restarted worker
+    keeps its name, so it is pinned again."""
+
+    def __init__(self, cpus: list[int]) -> None:
+        self.cpus = cpus
+
+    def setup(self, worker: Any) -> None:
+        from talkbench.pipelines.execute import pin_to_cpu
+
+        if isinstance(worker.name, int):
+            pin_to_cpu(self.cpus[worker.name % len(self.cpus)])
 
 
 def n_workers(client: Any) -> int:
@@ -248,7 +269,8 @@ def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfi
                 _run(client, todo, cfg, store, run_id, run_started, summary, progress)
             else:
                 ex = cfg.execution
-                with dask_client(ex.workers, ex.scheduler, ex.threads_per_worker, ex.memory_limit) as c:
+                with dask_client(ex.workers, ex.scheduler, ex.threads_per_worker, ex.memory_limit,
+                                 ex.pin_workers) as c:
                     start = time.perf_counter()  # cluster start-up is not clip processing
                     _run(c, todo, cfg, store, run_id, run_started, summary, progress)
         summary.elapsed_s = time.perf_counter() - start

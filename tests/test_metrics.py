@@ -66,7 +66,7 @@ def test_ssim_matches_skimage(grid_faces: np.ndarray, variant: str, kwargs: dict
     ours = ssim_frames(other, grid_faces, variant)
     ref = [structural_similarity(other[i], grid_faces[i], data_range=255, channel_axis=-1, **kwargs)
            for i in range(len(other))]
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)  # float32 maps vs skimage's float64
     assert np.allclose(ssim_frames(grid_faces, grid_faces, variant), 1.0)
     assert 0.2 < ours.mean() < 0.99
 

@@ -246,3 +246,24 @@ def test_inspect_json_and_contact_sheet(prepared, tmp_path):
 
     text = cli("inspect", str(prepared), check=True).stdout
     assert "AU25_r" in text and "2 failed" in text
+
+
+def _thread_cpus() -> list[tuple[int, ...]]:
+    """The distinct CPU sets of this process's threads."""
+    return sorted({tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir("/proc/self/task")})
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and 2 CPUs")
+def test_local_workers_are_pinned_to_one_cpu_each():
+    from talkbench.pipelines.runner import dask_client
+
+    cpus = sorted(os.sched_getaffinity(0))
+    with dask_client(2, pin_workers=True) as client:
+        client.wait_for_workers(2)
+        pinned = client.run(_thread_cpus)
+    assert sorted(pinned.values()) == [[(cpus[0],)], [(cpus[1],)]]
+    with dask_client(2, pin_workers=False) as client:
+        client.wait_for_workers(2)
+        free = client.run(_thread_cpus)
+    assert all(v == [tuple(cpus)] for v in free.values())

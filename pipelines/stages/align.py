@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from pydantic import Field, model_validator
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
@@ -33,6 +35,15 @@ class AlignConfig(StrictModel):
     def mouth_shape(self) -> tuple[int, int]:
         """(height, width) of the mouth crop."""
         return (self.mouth_height or self.mouth_size, self.mouth_size)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_supersample(cls, data: Any) -> Any:
+        """``supersample`` (warp at N x, then area-downsample) gave way to ``antialias``; configs saved
+        with it (checkpoints' and manifests' pipeline config) still load, with today's crops."""
+        if isinstance(data, dict) and "supersample" in data:
+            data = {k: v for k, v in data.items() if k != "supersample"}
+        return data
 
     @model_validator(mode="after")
     def _nose_below_eyes(self) -> AlignConfig:
