@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from talkbench.benchmark.metrics.base import METRICS, ClipPair, Metric
 from talkbench.benchmark.preprocess import Preprocessor
 from talkbench.benchmark.submissions import ClipOutput, ItemInputs, Submission
 from talkbench.benchmark.tasks import TaskItem, TaskManifest, iter_items
-from tqdm import tqdm
-
 from talkbench.errors import ClipError, TalkbenchError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from talkbench.benchmark.evaluator import EvalResult, evaluate
 from talkbench.benchmark.preprocess import Preprocessor
 from talkbench.benchmark.submissions import load_submission
 from talkbench.benchmark.tasks import load_task
-
 from talkbench.errors import TalkbenchError
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from talkbench.benchmark.runs import (
     TAG_SUPERSEDED,
     experiment_name,
 )
-
 from talkbench.errors import TalkbenchError
 
 DEFAULT_DIR = Path("reports/leaderboards")

@@ -72,6 +72,7 @@ def measure(frames: np.ndarray, devices: list[str], networks: bool = True) -> di
     import torch
     from scipy.ndimage import gaussian_filter
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
     from talkbench.benchmark.metrics.cpbd import cpbd_frames
     from talkbench.benchmark.metrics.image import psnr_frames, ssim_frames
     from talkbench.benchmark.metrics.landmarks import lmd_frames
@@ -112,6 +113,7 @@ def measure(frames: np.ndarray, devices: list[str], networks: bool = True) -> di
 
 def _networks(frames: np.ndarray, other: np.ndarray, devices: list[str], out: dict[str, Any]) -> None:
     import torch
+
     from talkbench.benchmark import syncnet as sn
     from talkbench.benchmark.metrics.arcface import IResNet
     from talkbench.benchmark.metrics.identity import cosine_to_reference

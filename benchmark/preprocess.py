@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
+
 from talkbench.benchmark.metrics.base import AlignedVideo
 from talkbench.benchmark.tasks import TaskManifest
-from talkbench.pipelines.core import WorkerContext
-
 from talkbench.config import format_validation_error
 from talkbench.errors import ClipError, TalkbenchError
+from talkbench.pipelines.core import WorkerContext
 
 #: ground truth aligned once per process: (settings hash, path, size, mtime) -> AlignedVideo. An LRU of
 #: GT_CACHE_CLIPS clips (~5 MB each at 128 px crops), so scoring several submissions on one task

@@ -24,11 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from talkbench import __version__
 from talkbench.benchmark.evaluator import EvalResult
 from talkbench.benchmark.submissions import Submission
 from talkbench.benchmark.tasks import TaskManifest
-
-from talkbench import __version__
 from talkbench.errors import TalkbenchError
 
 TAG_KIND = "talkbench.kind"

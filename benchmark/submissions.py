@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 import yaml
-from talkbench.benchmark.tasks import TaskItem, TaskManifest
 
+from talkbench.benchmark.tasks import TaskItem, TaskManifest
 from talkbench.errors import ClipError, TalkbenchError
 from talkbench.registry import Registry
 

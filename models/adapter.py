@@ -32,9 +32,8 @@ class CheckpointGenerator:
         self.meta: dict[str, str] = {}
 
     def setup(self) -> None:
-        from talkbench.models.checkpoint import load_model, read_metadata
-
         from talkbench.errors import TalkbenchError
+        from talkbench.models.checkpoint import load_model, read_metadata
 
         self.meta = read_metadata(self.checkpoint)
         if self.meta["talkbench_model"] not in GENERATORS:
@@ -71,6 +70,7 @@ class CheckpointGenerator:
     def generate(self, reference_image: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> np.ndarray:
         """Frames (T, S, S, 3) uint8 with T = round(duration * fps)."""
         import torch
+
         from talkbench.models.features import mfcc_from_audio, mfcc_windows
         from talkbench.models.layers import to_image
 

@@ -6,12 +6,12 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from talkbench.models.discriminator import FrameDiscriminator
-from talkbench.models.generator import GeneratorConfig, TalkingHeadGenerator
-from talkbench.models.registry import register_model
 from torch import nn
 
 from talkbench.config import StrictModel
+from talkbench.models.discriminator import FrameDiscriminator
+from talkbench.models.generator import GeneratorConfig, TalkingHeadGenerator
+from talkbench.models.registry import register_model
 
 
 class RecurrentFusionConfig(StrictModel):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from talkbench.models.layers import MfccCNN
-from talkbench.models.registry import register_model
 from torch import nn
 
 from talkbench.config import StrictModel
+from talkbench.models.layers import MfccCNN
+from talkbench.models.registry import register_model
 from talkbench.schema import MFCC_DIM, SPEECH_AUS
 
 

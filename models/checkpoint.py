@@ -80,6 +80,7 @@ def load_model(path: str | Path, expect: str | None = None, device: str | torch.
                ) -> tuple[nn.Module, dict[str, str]]:
     """Rebuild the model a checkpoint describes and load its weights; returns (model in eval mode, metadata)."""
     from safetensors.torch import load_file
+
     from talkbench.models.registry import MODELS, load_all
 
     load_all()

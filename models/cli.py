@@ -11,7 +11,7 @@ MODEL_NAMES = ("au_classifier", "audio_to_au", "au_rgan", "tcn_sa", "sync_expert
 def register(sub: Any, perf_sub: Any) -> None:
     t = sub.add_parser(
         "train",
-        help="train a model on prepared shards (DDP: torchrun --nproc-per-node N talkbench train ...)",
+        help="train a model on prepared shards (DDP: torchrun --nproc-per-node N --no-python talkbench train ...)",
         description="One explicit training loop for every model. Runs are tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db); checkpoints go to train.out_dir/MODEL/RUN/step_N.",
     )

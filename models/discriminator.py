@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from talkbench.models.generator import DiscriminatorConfig
 from talkbench.models.layers import down, level_channels
-from torch import nn
 
 
 class FrameDiscriminator(nn.Module):

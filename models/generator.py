@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import torch
 from pydantic import Field
-from talkbench.models.audio_to_au import AudioToAU, AudioToAUConfig
-from talkbench.models.layers import FrameDecoder, ImageEncoder, MfccCNN
 from torch import nn
 
 from talkbench.config import StrictModel
+from talkbench.models.audio_to_au import AudioToAU, AudioToAUConfig
+from talkbench.models.layers import FrameDecoder, ImageEncoder, MfccCNN
 from talkbench.schema import MFCC_DIM
 
 

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from talkbench.models.data import DataConfig, DataSpec
-from talkbench.models.layers import to_image
 from torch import nn
 
 from talkbench.config import StrictModel
 from talkbench.errors import ConfigError
+from talkbench.models.data import DataConfig, DataSpec
+from talkbench.models.layers import to_image
 from talkbench.registry import Registry
 
 Batch = dict[str, torch.Tensor]

@@ -50,6 +50,7 @@ def _naive(shards: Path, n: int, size: int | None) -> float:
 
 def _streaming(shards: Path, n: int, size: int, workers: int) -> float:
     import torch
+
     from talkbench.models.data import DataConfig, DataSpec, ShardIndex, make_dataset, make_loader
 
     index = ShardIndex(shards)

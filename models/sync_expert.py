@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from talkbench.models.layers import MfccCNN, down, level_channels
-from talkbench.models.registry import register_model
 from torch import nn
 
 from talkbench.config import StrictModel
+from talkbench.models.layers import MfccCNN, down, level_channels
+from talkbench.models.registry import register_model
 from talkbench.schema import HOPS_PER_FRAME, MFCC_DIM
 
 

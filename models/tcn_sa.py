@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field, model_validator
-from talkbench.models.discriminator import FrameDiscriminator
-from talkbench.models.generator import GeneratorConfig, TalkingHeadGenerator
-from talkbench.models.registry import register_model
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from talkbench.config import StrictModel
+from talkbench.models.discriminator import FrameDiscriminator
+from talkbench.models.generator import GeneratorConfig, TalkingHeadGenerator
+from talkbench.models.registry import register_model
 
 
 class TCNConfig(StrictModel):

@@ -2,7 +2,7 @@
 
 Per step: take a batch; for each optimizer group of the model's objective (one, or generator then
 discriminator), compute the loss under autocast (bf16 on GPU, fp32 on CPU), backward, clip, step.
-DDP comes from ``torchrun --nproc-per-node N talkbench train ...`` (gloo on CPU, nccl on GPU): the same
+DDP comes from ``torchrun --nproc-per-node N --no-python talkbench train ...`` (gloo on CPU, nccl on GPU): the same
 command, each rank streaming its own clips. Rank 0 logs to MLflow and writes checkpoints.
 """
 
@@ -20,11 +20,11 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 from pydantic import Field, create_model
-from talkbench.models.data import DataConfig, ShardIndex, make_dataset, make_loader
 from tqdm import tqdm
 
 from talkbench.config import StrictModel, build, config_hash, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.models.data import DataConfig, ShardIndex, make_dataset, make_loader
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +174,11 @@ def train(model_name: str, cfg: Any, resume: str | Path | None = None) -> TrainR
 
 def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, world: int,
            device: torch.device) -> TrainResult:
+    from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
+
     from talkbench.models.checkpoint import latest_checkpoint, load_state, save_checkpoint, weights_path
     from talkbench.models.objectives import OBJECTIVES
     from talkbench.models.registry import MODELS
-    from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 
     tc: TrainConfig = cfg.train
     if device.type == "cpu" and tc.cpu_threads:
@@ -292,7 +293,9 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     # -- the loop -------------------------------------------------------------------------------------
     model.train()
     t0, n_samples = time.perf_counter(), 0
-    bar = tqdm(total=tc.steps, initial=start_step, desc=f"train {model_name}", unit="step", disable=rank != 0)
+    budget = f" (stops after {tc.max_minutes:g} min)" if tc.max_minutes else ""
+    bar = tqdm(total=None if tc.max_minutes else tc.steps, initial=start_step, desc=f"train {model_name}{budget}",
+               unit="step", disable=rank != 0)
     for step in range(start_step, tc.steps):
         bar.update(1)
         batch = _to_device(next(batches), device)

@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
+
+from talkbench.config import StrictModel
 from talkbench.pipelines.stages.align import AlignConfig
 from talkbench.pipelines.stages.au import AUConfig
 from talkbench.pipelines.stages.audio_features import AudioFeaturesConfig
@@ -18,8 +20,6 @@ from talkbench.pipelines.stages.encode import EncodeConfig
 from talkbench.pipelines.stages.landmarks import LandmarksConfig
 from talkbench.pipelines.stages.pose import PoseConfig
 from talkbench.pipelines.stages.quality import QualityConfig
-
-from talkbench.config import StrictModel
 
 DEFAULT_STAGES = ["decode", "landmarks", "align", "pose", "au", "audio_features", "quality", "encode"]
 

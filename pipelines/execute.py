@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
-from talkbench.pipelines.tables import clip_row, frames_table
 
 from talkbench.config import config_hash
 from talkbench.errors import ClipError
+from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
+from talkbench.pipelines.tables import clip_row, frames_table
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from talkbench.pipelines.core import ClipRecord
-
 from talkbench.errors import TalkbenchError
+from talkbench.pipelines.core import ClipRecord
 
 VIDEO_SUFFIXES = (".mpg", ".mpeg", ".mp4", ".mov", ".mkv", ".avi", ".webm")
 
@@ -82,11 +81,10 @@ def warm(client: Any, record: ClipRecord, cfg: Any, tmp: str) -> None:
     """One run of ``record`` through the whole path on every worker, so one-time costs are not timed:
     models (loaded per worker), imports and codecs of shard writing (on each worker) and of the
     end of a run (clips.parquet, manifest; in this process). Writes under ``tmp``."""
+    from talkbench.config import config_hash
     from talkbench.pipelines.execute import process_clip
     from talkbench.pipelines.runner import job_identity
     from talkbench.pipelines.shards import ShardStore, new_run_id, write_shard
-
-    from talkbench.config import config_hash
 
     store, run_id = ShardStore(str(Path(tmp) / "warm")), new_run_id()
     store.claim(job_identity("perf", cfg), run_id)

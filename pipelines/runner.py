@@ -39,11 +39,11 @@ from typing import Any
 
 import dask
 from distributed.diagnostics.plugin import WorkerPlugin
-from talkbench.pipelines.config import PipelineConfig
-from talkbench.pipelines.core import ClipRecord
 
 from talkbench.config import build, config_hash, load, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.pipelines.config import PipelineConfig
+from talkbench.pipelines.core import ClipRecord
 from talkbench.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
     when workers are single-threaded and there are at least as many CPUs as workers.
     """
     from distributed import Client, LocalCluster
+
     from talkbench.pipelines.execute import QUIET_ENV, SINGLE_THREAD_ENV, close_contexts
 
     if not log.isEnabledFor(logging.DEBUG):  # Dask's INFO lines would bury the progress bar
@@ -289,9 +290,10 @@ def _run(client: Any, todo: list[ClipRecord], cfg: PipelineConfig, store: Any, r
          run_started: float, summary: PrepareSummary, progress: bool) -> None:
     """Submit clips (bounded), group finished ones into shard-writing tasks, collect the records."""
     from distributed import as_completed
+    from tqdm import tqdm
+
     from talkbench.pipelines.execute import failed_result, last_line, process_clip
     from talkbench.pipelines.shards import write_shard
-    from tqdm import tqdm
 
     ex = cfg.execution
     max_in_flight = ex.max_in_flight or 2 * n_workers(client)

@@ -34,10 +34,10 @@ from typing import Any
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
-from talkbench.pipelines.execute import ClipResult
-from talkbench.pipelines.tables import clips_table
 
 from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.pipelines.execute import ClipResult
+from talkbench.pipelines.tables import clips_table
 from talkbench.schema import CLIPS_SCHEMA
 
 TMP_MARK = ".tmp-"

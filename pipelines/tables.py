@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from talkbench.pipelines.core import Clip, ClipRecord
 
+from talkbench.pipelines.core import Clip, ClipRecord
 from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA
 
 _RUNNER_FRAME_COLUMNS = ("clip_id", "frame_idx", "timestamp_s")

@@ -26,23 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
     perf = sub.add_parser("perf", help="benchmark a hot path against a naive baseline; JSON to reports/perf/")
     perf_sub = perf.add_subparsers(dest="perf_command", metavar="WHAT", required=True)
 
+    from talkbench import demo, weights_cli
+    from talkbench.benchmark import cli as bench_cli
+    from talkbench.benchmark.perf_metrics import register_perf as register_perf_metrics
+    from talkbench.models import cli as models_cli
     from talkbench.pipelines import cli as pipelines_cli
 
     pipelines_cli.register(sub, perf_sub)
-    from talkbench.weights_cli import register_weights_cli
-
-    register_weights_cli(sub)
-    from talkbench.benchmark.perf_metrics import register_perf
-
-    register_perf(perf_sub)
-    for area in ("talkbench.benchmark.cli", "talkbench.models.cli", "talkbench.demo"):
-        try:
-            module = __import__(area, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != area:
-                raise
-            continue
-        module.register(sub, perf_sub)
+    weights_cli.register_weights_cli(sub)
+    register_perf_metrics(perf_sub)
+    bench_cli.register(sub, perf_sub)
+    models_cli.register(sub, perf_sub)
+    demo.register(sub, perf_sub)
     return parser
 
 

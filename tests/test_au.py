@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import GRID, GRID_CLIPS, OPENFACE, ROOT, WILD
+
+from talkbench.errors import ClipError, TalkbenchError
 from talkbench.pipelines.au import calibrate, openface
 from talkbench.pipelines.au.geometric import AUModel, Calibration, estimate_aus
 from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
-
-from talkbench.errors import ClipError, TalkbenchError
 from talkbench.schema import ALL_AUS
 
 FAKE_BIN = ROOT / "tests" / "fakes" / "FeatureExtraction"

@@ -6,6 +6,8 @@ import librosa
 import numpy as np
 import pytest
 from conftest import GRID
+
+from talkbench.errors import ClipError, ConfigError
 from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
 from talkbench.pipelines.stages.audio_features import (
     AudioFeaturesConfig,
@@ -18,8 +20,6 @@ from talkbench.pipelines.stages.audio_features import (
     reference_window,
 )
 from talkbench.pipelines.stages.decode import DecodeConfig, decode
-
-from talkbench.errors import ClipError, ConfigError
 
 CLIP = GRID / "id2_vcd_swwp2s.mpg"
 

@@ -121,6 +121,7 @@ def test_task_with_stale_face_settings_is_a_clear_error(bench_env):
 
 def test_unpaired_task_drives_each_face_with_another_speakers_audio(bench_env):
     import pandas as pd
+
     from talkbench.benchmark.tasks import build_task
 
     speaker = pd.read_parquet(bench_env["shards"] / "clips.parquet").set_index("clip_id")["speaker_id"]
@@ -274,7 +275,6 @@ def test_wrong_length_video_fails_that_clip_only(bench_env, tmp_path):
     from talkbench.benchmark.evaluator import evaluate
     from talkbench.benchmark.submissions import load_submission
     from talkbench.benchmark.tasks import load_task
-
     from talkbench.media import read_av, write_video
 
     folder = tmp_path / "short"
@@ -369,6 +369,7 @@ def test_submission_spec_errors():
 
 def test_duplicate_runs_are_refused_or_replaced(bench_env, capsys):
     from mlflow.tracking import MlflowClient
+
     from talkbench.benchmark.harness import run_submissions
     from talkbench.benchmark.leaderboard import load_board
     from talkbench.benchmark.runs import TAG_SUPERSEDED

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from talkbench.pipelines.config import PipelineConfig
 
 from talkbench.config import build, config_hash, load
 from talkbench.errors import ConfigError
+from talkbench.pipelines.config import PipelineConfig
 
 
 def test_defaults_and_override():

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import GRID_CLIPS, WILD
-from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
-from talkbench.pipelines.stages.decode import DecodeConfig, decode, fit_length
 
 from talkbench.config import build
 from talkbench.errors import ClipError, ConfigError
 from talkbench.media import write_video
+from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
+from talkbench.pipelines.stages.decode import DecodeConfig, decode, fit_length
 from talkbench.schema import CLIPS_SCHEMA, ERROR_KINDS
 
 SCHEMA_COLUMNS = set(CLIPS_SCHEMA.names)

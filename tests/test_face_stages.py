@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 from conftest import GRID_CLIPS, OPENFACE, WILD
 from PIL import Image
+
+from talkbench.errors import ClipError
+from talkbench.media import read_av
 from talkbench.pipelines import face
 from talkbench.pipelines.core import Clip, ClipRecord, WorkerContext
 from talkbench.pipelines.stages.align import AlignConfig, align
@@ -22,9 +25,6 @@ from talkbench.pipelines.stages.encode import EncodeConfig, encode
 from talkbench.pipelines.stages.landmarks import LandmarksConfig, landmarks
 from talkbench.pipelines.stages.pose import PoseConfig, pose
 from talkbench.pipelines.stages.quality import QualityConfig, quality
-
-from talkbench.errors import ClipError
-from talkbench.media import read_av
 from talkbench.schema import POSE_COLUMNS, frame_columns
 
 FPS = 25.0

@@ -10,6 +10,7 @@ import pytest
 from conftest import GRID
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
 from talkbench.benchmark.metrics import METRICS, AlignedVideo, ClipPair
 from talkbench.benchmark.metrics.au import au_agreement, occurrence_f1, pearson
 from talkbench.benchmark.metrics.avsync import best_offset, xcorr_curve
@@ -282,10 +283,9 @@ def grid_sync_clips() -> dict[str, dict[int, ClipPair]]:
     """Per real GRID clip: {0: ground truth, SYNC_K: delayed like builtin:shifted}, each face-processed
     with the real MediaPipe pipeline at 25 fps, with the clip's 16 kHz audio."""
     from talkbench.benchmark.submissions import ItemInputs, Shifted
+    from talkbench.media import read_av
     from talkbench.pipelines.face import FaceMeshTracker, process_frames
     from talkbench.pipelines.stages.landmarks import LandmarksConfig
-
-    from talkbench.media import read_av
 
     out: dict[str, dict[int, ClipPair]] = {}
     with FaceMeshTracker.from_config(LandmarksConfig()) as tracker:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from shards_factory import TINY, write_shards
+
+from talkbench.errors import ConfigError
 from talkbench.models.data import ShardIndex, make_dataset, make_loader
 from talkbench.models.objectives import OBJECTIVES
 from talkbench.models.registry import MODELS
 from talkbench.models.train import load_run_config
-
-from talkbench.errors import ConfigError
 
 torch.set_num_threads(1)  # the CI box is shared: intra-op threads only add contention at these sizes
 NAMES = ["au_classifier", "audio_to_au", "au_rgan", "tcn_sa", "sync_expert"]

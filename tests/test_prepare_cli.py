@@ -11,14 +11,14 @@ import pyarrow as pa
 import pytest
 import yaml
 from conftest import GRID_CLIPS, ROOT
-from talkbench.pipelines.config import PipelineConfig, render_yaml, undocumented_fields
-from talkbench.pipelines.core import STAGES, Clip, ClipRecord, register_stage
-from talkbench.pipelines.execute import process_clip
-from talkbench.pipelines.tables import clips_table, frames_table
 
 from talkbench.cli import main
 from talkbench.config import StrictModel
 from talkbench.errors import ClipError
+from talkbench.pipelines.config import PipelineConfig, render_yaml, undocumented_fields
+from talkbench.pipelines.core import STAGES, Clip, ClipRecord, register_stage
+from talkbench.pipelines.execute import process_clip
+from talkbench.pipelines.tables import clips_table, frames_table
 from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from talkbench.pipelines.datasets import list_clips, load_dataset_config
-from talkbench.pipelines.synth import FPS, SAMPLE_RATE, generate_corpus, synthesize_clip
 
 from talkbench.errors import TalkbenchError
+from talkbench.pipelines.datasets import list_clips, load_dataset_config
+from talkbench.pipelines.synth import FPS, SAMPLE_RATE, generate_corpus, synthesize_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 from conftest import AUDIO, GRID_CLIPS
 from shards_factory import tiny_overrides, write_shards
-from talkbench.models.data import DataConfig, DataSpec, ShardIndex, make_dataset, make_loader
-from talkbench.models.train import load_run_config, train
 
 from talkbench.errors import TalkbenchError
+from talkbench.models.data import DataConfig, DataSpec, ShardIndex, make_dataset, make_loader
+from talkbench.models.train import load_run_config, train
 
 torch.set_num_threads(1)
 

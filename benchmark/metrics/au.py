@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import paired_mask, reference_of
-
 from talkbench.schema import SPEECH_AUS
 
 OCCURRENCE_THRESHOLD = 1.0  # intensity >= 1 on the 0-5 scale counts as present (OpenFace-like)

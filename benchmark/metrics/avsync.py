@@ -40,6 +40,7 @@ import math
 
 import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter1d
+
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.landmarks import LIPS, face_scale, mouth_opening
 

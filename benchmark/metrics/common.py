@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
 from talkbench.benchmark.metrics.base import AlignedVideo, ClipPair
 
 #: frames per batch sent to a network or a batched kernel; bounded so a long clip never exhausts memory

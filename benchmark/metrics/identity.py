@@ -9,6 +9,7 @@ numbers in papers.
 from __future__ import annotations
 
 import numpy as np
+
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import CHUNK, chunks, resolve_device
 

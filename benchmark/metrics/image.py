@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import numpy as np
+
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import CHUNK, chunks, paired_mask, reference_of, resolve_device
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import CHUNK, chunks, paired_mask, reference_of, resolve_device
-from torch import nn
 
 CHANNELS = (64, 192, 384, 256, 256)
 #: torchvision alexnet.features index -> LPIPS slice holding it (the slices keep torchvision's indices)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import chunks, resolve_device
-
 from talkbench.errors import TalkbenchError, WeightsMissingError
 
 VSHIFT = 15  # offsets -15 .. +15 frames (Wav2Lip's evaluation setting)
@@ -80,6 +80,7 @@ class LSE(Metric):
 
     def embed(self, faces: np.ndarray, audio: np.ndarray, sample_rate: int) -> tuple[Any, Any]:
         import torch
+
         from talkbench.benchmark import syncnet as sn
 
         n = sn.n_windows(len(faces), len(audio), sample_rate)
@@ -144,6 +145,7 @@ class TBSync(Metric):
     def score(self, pair: ClipPair) -> dict[str, float]:
         import torch
         import torch.nn.functional as F
+
         from talkbench.models.features import block_window, mfcc_from_audio
 
         cfg = self.net.cfg

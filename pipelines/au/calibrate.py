@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+
 from talkbench.pipelines.au.geometric import AUModel, Calibration, clip_features
 from talkbench.pipelines.au.openface import read_openface_csv
 

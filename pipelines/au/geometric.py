@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from talkbench.pipelines.au import AU_BACKENDS
 
 from talkbench.errors import ConfigError
+from talkbench.pipelines.au import AU_BACKENDS
 
 if TYPE_CHECKING:
     from talkbench.pipelines.core import Clip, WorkerContext

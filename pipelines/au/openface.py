@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from talkbench.pipelines.au import AU_BACKENDS
 
 from talkbench.errors import ClipError, TalkbenchError
+from talkbench.pipelines.au import AU_BACKENDS
 from talkbench.schema import ALL_AUS
 
 if TYPE_CHECKING:
     import pandas as pd
+
     from talkbench.pipelines.core import Clip, WorkerContext
     from talkbench.pipelines.stages.au import AUConfig
 

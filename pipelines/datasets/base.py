@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from talkbench.pipelines.config import SplitConfig
-from talkbench.pipelines.core import ClipRecord
 
 from talkbench.config import StrictModel, build, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.pipelines.config import SplitConfig
+from talkbench.pipelines.core import ClipRecord
 from talkbench.registry import Registry
 
 AdapterFn = Callable[..., Iterator[ClipRecord]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from talkbench.errors import ConfigError
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import (
@@ -20,8 +21,6 @@ from talkbench.pipelines.datasets.base import (
     read_sidecar_text,
 )
 from talkbench.pipelines.datasets.splits import Splitter
-
-from talkbench.errors import ConfigError
 
 SPEAKER_RULES = ("parent", "top", "stem")
 

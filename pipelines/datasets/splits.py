@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import hashlib
 
-from talkbench.pipelines.config import SplitConfig
-
 from talkbench.errors import ConfigError
+from talkbench.pipelines.config import SplitConfig
 
 SPLITS = ("train", "val", "test")
 

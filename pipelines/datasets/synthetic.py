@@ -14,12 +14,11 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from talkbench.errors import TalkbenchError
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import DATASETS, Words, clip_ids
 from talkbench.pipelines.datasets.splits import Splitter
-
-from talkbench.errors import TalkbenchError
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field, model_validator
-from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
+from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 
 class AlignConfig(StrictModel):

@@ -6,9 +6,9 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
+from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 from talkbench.schema import ALL_AUS, au_column
 
 

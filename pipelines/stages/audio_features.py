@@ -24,10 +24,10 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
 from talkbench.errors import ClipError, ConfigError
+from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 from talkbench.schema import HOPS_PER_FRAME, MEL_BINS, MFCC_DIM
 
 

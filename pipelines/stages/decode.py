@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
 from talkbench.errors import ClipError
+from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 
 class DecodeConfig(StrictModel):

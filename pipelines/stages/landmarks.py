@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pydantic import Field
-from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
 from talkbench.errors import ClipError
+from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 if TYPE_CHECKING:
     from talkbench.pipelines.face import FaceMeshTracker

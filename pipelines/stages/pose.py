@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
+from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 from talkbench.schema import POSE_COLUMNS
 
 

@@ -6,9 +6,9 @@ Only raw scores are stored (GUIDE §2: filter as a query later, never drop data 
 from __future__ import annotations
 
 import numpy as np
-from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 from talkbench.config import StrictModel
+from talkbench.pipelines.core import Clip, WorkerContext, register_stage
 
 
 class QualityConfig(StrictModel):
