@@ -162,9 +162,16 @@ def bench_step(work: Path, shards: Path, generator: Path, run: Run) -> dict[str,
     return boards
 
 
+#: configs/datasets/synthetic.yaml holds out spk00 (test) and spk01 (val); the rest train
+MIN_SYNTH_SPEAKERS = 3
+
+
 def run_demo(args: argparse.Namespace, run: Run) -> dict[str, str]:
     from talkbench.tracking import tracking_uri
 
+    if args.input is None and args.speakers < MIN_SYNTH_SPEAKERS:
+        raise TalkbenchError(f"--speakers {args.speakers}: the synthetic corpus needs at least "
+                             f"{MIN_SYNTH_SPEAKERS} speakers (one test, one validation, the rest train)")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     shards = prepare_step(args, work, run)

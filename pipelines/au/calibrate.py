@@ -11,7 +11,9 @@ clip's frames, averaged over clips (clips where OpenFace's output is constant ar
 reported in-sample and leave-one-clip-out (fit on the other clips, score the held-out one).
 
 The feature lists were chosen by looking at all fixture clips, so the leave-one-out numbers measure
-how well the *weights* generalise, not the choice of features.
+how well the *weights* generalise, not the choice of features. :func:`reference_ceilings` says how
+much of a clip's OpenFace signal a lip-gap calibration could follow at best, so a low score can be
+told apart from a bad fit.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from talkbench.pipelines.au.geometric import AUModel, Calibration, clip_features
 from talkbench.pipelines.au.openface import read_openface_csv
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: the features of each AU's model (1-3, interpretable; see geometric.FEATURES)
 AU_FEATURES: dict[str, list[str]] = {
@@ -62,6 +68,8 @@ class ClipSample:
     name: str
     features: dict[str, np.ndarray]  # (N,) each
     targets: dict[str, np.ndarray]  # AU name -> (N,)
+    #: OpenFace's own inner-lip gap on the same frames (from its 68 landmarks), for the ceiling check
+    openface_lip_gap: np.ndarray | None = None
 
     @property
     def is_grid(self) -> bool:
@@ -115,8 +123,42 @@ def load_samples(pairs: list[tuple[Path, Path]], features: list[str] | None = No
                 video.name,
                 {f: v[idx] for f, v in feats.items()},
                 {au: df[f"{au}_r"].to_numpy(np.float64)[keep] for au in AU_FEATURES if f"{au}_r" in df},
+                openface_lip_gap(df)[keep],
             ))
     return samples
+
+
+#: OpenFace's 68-point inner lip: (upper, lower) pairs 61/67, 62/66, 63/65; eye outer corners 36/45
+_OPENFACE_INNER_LIP = ((61, 67), (62, 66), (63, 65))
+
+
+def openface_lip_gap(df: pd.DataFrame) -> np.ndarray:
+    """OpenFace's own 2-D inner-lip gap per row, in eye-corner distances (NaN without landmarks)."""
+    if not all(f"y_{i}" in df for pair in _OPENFACE_INNER_LIP for i in pair):
+        return np.full(len(df), np.nan)
+    gap = np.mean([df[f"y_{lo}"].to_numpy() - df[f"y_{up}"].to_numpy() for up, lo in _OPENFACE_INNER_LIP], axis=0)
+    eyes = np.hypot(df["x_45"].to_numpy() - df["x_36"].to_numpy(), df["y_45"].to_numpy() - df["y_36"].to_numpy())
+    return gap / eyes
+
+
+def reference_ceilings(sample: ClipSample, au: str = "AU25", feature: str = "lip_gap") -> dict[str, float]:
+    """How far *any* calibration of ``feature`` can follow OpenFace's ``au`` on this clip.
+
+    - ``monotone_fit_r``: r of the best non-decreasing map of the feature fitted to this clip's own
+      OpenFace values (isotonic regression, in-sample) -- an optimistic upper bound for every
+      single-feature calibration, whatever its shape or weights.
+    - ``openface_self_r``: r between OpenFace's AU and the inner-lip gap of OpenFace's *own* landmarks;
+      low means OpenFace's AU is not following the lip opening on this clip.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    x, y = sample.features[feature], sample.targets[au]
+    fitted = IsotonicRegression(out_of_bounds="clip").fit_transform(x, y)
+    out = {"monotone_fit_r": score(fitted, y)[0], "openface_self_r": float("nan")}
+    gap = sample.openface_lip_gap
+    if gap is not None and np.isfinite(gap).all():
+        out["openface_self_r"] = score(gap, y)[0]
+    return out
 
 
 def fit_au(samples: list[ClipSample], au: str, features: list[str]) -> AUModel:
@@ -200,6 +242,13 @@ def markdown_table(samples: list[ClipSample], insample: dict, loo: dict) -> str:
     lines.append("")
     lines.append("Per clip, leave-one-out r: " + "; ".join(
         f"{c}: " + ", ".join(f"{au} {loo[c][au][0]:.2f}" for au in TARGETS if au in loo[c]) for c in every))
+    lines += ["", "AU25 reference ceilings per clip (r; see reference_ceilings):",
+              "| clip | leave-one-out | best monotone map of lip_gap, fitted to the clip | "
+              "OpenFace's own lip gap |", "|---|---|---|---|"]
+    for s in samples:
+        c = reference_ceilings(s)
+        lines.append(f"| {s.name} | {loo[s.name]['AU25'][0]:.2f} | {c['monotone_fit_r']:.2f} | "
+                     f"{c['openface_self_r']:.2f} |")
     return "\n".join(lines)
 
 
@@ -221,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "agreement_grid_in_sample": summarise(insample, grid),
         "agreement_grid_leave_one_out": summarise(loo, grid),
+        "au25_reference_ceilings": {s.name: {k: round(v, 3) for k, v in reference_ceilings(s).items()}
+                                    for s in samples},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cal.save(args.out)

@@ -1,0 +1,67 @@
+"""`talkbench demo` end to end, at toy size: the main job a newcomer runs must work and resume.
+
+One run (~1 min on 2 cores): synthetic corpus -> Dask prepare -> three models trained for a few
+seconds each -> benchmark task -> four scored submissions -> leaderboard, with a real MLflow store.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO_ARGS = ["demo", "--workdir", "work", "--speakers", "3", "--clips", "1", "--train-minutes", "0.05",
+             "--workers", "1"]
+
+
+def _talkbench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+    return subprocess.run([sys.executable, "-m", "talkbench.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    cwd = tmp_path_factory.mktemp("demo")
+    return cwd, _talkbench(cwd, *DEMO_ARGS)
+
+
+def test_demo_runs_every_step_and_writes_the_leaderboard(demo_dir):
+    cwd, proc = demo_dir
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    work = cwd / "work"
+    assert (work / "shards" / "clips.parquet").is_file() and (work / "shards" / "manifest.json").is_file()
+    for model in ("au_classifier", "audio_to_au", "au_rgan"):
+        assert (work / "_done" / f"train-{model}.json").is_file(), model
+    board = (cwd / "reports" / "leaderboards" / "demo.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    names = [row.split("|")[2].strip() for row in rows]
+    assert set(names) >= {"builtin:ground-truth", "builtin:static-frame", "builtin:shifted?k=5", "au_rgan (demo)"}
+    # sorted by LMD: the ground truth reproduces its own landmarks exactly
+    assert names[0] == "builtin:ground-truth" and rows[0].split("|")[4].strip() == "0"
+    assert (cwd / "reports" / "leaderboards" / "demo.html").is_file()
+    assert (cwd / "mlflow.db").is_file()
+
+
+def test_demo_rerun_skips_finished_steps(demo_dir):
+    cwd, first = demo_dir
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpts = sorted(p.name for p in (cwd / "work" / "runs").rglob("step_*"))
+    again = _talkbench(cwd, *DEMO_ARGS)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout
+    assert "(3 already done)" in out, out[-3000:]
+    for model in ("au_classifier", "audio_to_au", "au_rgan"):
+        assert f"[skip] {model} already trained" in out
+    assert out.count("already scored on task demo") == 4
+    assert sorted(p.name for p in (cwd / "work" / "runs").rglob("step_*")) == ckpts
+
+
+def test_demo_refuses_too_few_speakers(tmp_path):
+    proc = _talkbench(tmp_path, "demo", "--workdir", "w", "--speakers", "2")
+    assert proc.returncode == 2
+    assert "at least 3 speakers" in proc.stderr
+    assert not (tmp_path / "w" / "corpus").exists()
