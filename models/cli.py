@@ -41,7 +41,14 @@ def register(sub: Any, perf_sub: Any) -> None:
     pl.add_argument("--out-dir", default="reports/perf")
     pl.set_defaults(handler=_perf_loader)
 
-    pt = perf_sub.add_parser("training", help="samples/s, step time and peak memory per model (CPU, and GPU if present)")
+    pt = perf_sub.add_parser("training", help="samples/s, step time and peak memory per model (CPU, and GPU if present) "
+                             "beside a naive baseline: one sample per optimizer step, fp32, no autocast, "
+                             "default memory format (same model, objective, optimizer)",
+                             description="Training-step throughput per model on random batches of the right shapes, "
+                             "each model in its own process. Beside it, in the same run, the naive baseline: the "
+                             "textbook per-clip loop, one sample per optimizer step (batch 1, batch-size times), "
+                             "fp32, no autocast, default memory format, same model, objective and optimizer. "
+                             "speedup = batched samples/s / naive samples/s.")
     pt.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     pt.add_argument("--size", choices=["reference", "small"], default="small",
                     help="reference = GUIDE §1 configs at 128 px; small = reduced widths (CPU-friendly)")

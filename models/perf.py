@@ -3,7 +3,10 @@
 loader: face-crop samples/s of the streaming loader (1 process = one core; then N workers) against a
 naive read of the same data (pandas reads every column, PIL decodes each row).
 training: per model, step time, samples/s and peak memory on random batches of the right shapes (the
-model's cost without the loader), each model in a fresh process so peak RSS is its own.
+model's cost without the loader), each model in a fresh process so peak RSS is its own. Beside it, in the
+same process and on the same data, the naive baseline: the textbook per-clip loop, one sample per optimizer
+step (batch 1, looped batch_size times), fp32 without autocast, default memory format; same model,
+objective and optimizer. speedup = batched samples/s / naive samples/s.
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ SMALL: dict[str, list[str]] = {
                "model.fusion.channels=[256,512]"],
     "sync_expert": ["model.base_channels=16"],
 }
+NAIVE = ("one sample per optimizer step (batch 1, looped batch_size times), fp32, no autocast, default memory "
+         "format; same model, objective, optimizer and data")
 SEQ_LEN = {"au_classifier": 1, "audio_to_au": 25, "au_rgan": 16, "tcn_sa": 16, "sync_expert": 5}
 
 
@@ -142,9 +147,50 @@ def _random_batch(spec: Any, seq_len: int, b: int) -> dict[str, Any]:
     return out
 
 
+def _setup(name: str, cfg: Any, dev: Any, channels_last: bool) -> tuple[Any, Any, dict, dict]:
+    """A fresh model (same seed), objective and AdamW per group: identical for the naive and batched runs."""
+    import torch
+
+    from talkbench.models.objectives import OBJECTIVES
+    from talkbench.models.registry import MODELS
+
+    torch.manual_seed(0)
+    model = MODELS.get(name)(cfg.model).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    obj = OBJECTIVES.get(name)(cfg.model, cfg.loss, cfg.data)
+    obj.setup(dev)
+    parts = obj.parts(model)
+    opts = {g: torch.optim.AdamW(parts[g].parameters(), lr=1e-4) for g in obj.groups}
+    return model, obj, parts, opts
+
+
+def _naive_samples_per_s(name: str, cfg: Any, dev: Any, batch: dict[str, Any], sync: Any) -> float:
+    """The textbook per-clip loop: one sample per optimizer step, fp32, default memory format.
+
+    Same model, objective, optimizer and data as the batched run; only the batching, autocast and
+    channels_last differ. One warm-up step, then one pass over the batch's samples.
+    """
+    import contextlib
+
+    from talkbench.models.train import train_step
+
+    _, obj, parts, opts = _setup(name, cfg, dev, channels_last=False)
+    n = len(batch["mask"])
+    samples = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(n)]
+    train_step(obj, parts, parts, opts, samples[0], contextlib.nullcontext, 1.0)
+    sync()
+    t0 = time.perf_counter()
+    for sample in samples:
+        train_step(obj, parts, parts, opts, sample, contextlib.nullcontext, 1.0)
+    sync()
+    return n / (time.perf_counter() - t0)
+
+
 def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
                 threads: int | None = None) -> dict[str, Any]:
-    """Time ``steps`` training steps of one model (after 2 warm-up steps) in this process."""
+    """Time ``steps`` training steps of one model (after 2 warm-up steps) in this process, then the naive
+    baseline (``batch_size`` single-sample steps in fp32) on the same data."""
     import contextlib
     import resource
 
@@ -166,17 +212,7 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
         save_checkpoint(Path(tmp.name) / "cls", AUClassifier(AUClassifierConfig()), "au_classifier", {}, 0)
         overrides.append(f"loss.au_classifier_checkpoint={tmp.name}/cls")
     cfg = load_run_config(name, None, overrides)
-    from talkbench.models.objectives import OBJECTIVES
-    from talkbench.models.registry import MODELS
-
-    torch.manual_seed(0)
-    model = MODELS.get(name)(cfg.model).to(dev)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    obj = OBJECTIVES.get(name)(cfg.model, cfg.loss, cfg.data)
-    obj.setup(dev)
-    parts = obj.parts(model)
-    opts = {g: torch.optim.AdamW(parts[g].parameters(), lr=1e-4) for g in obj.groups}
+    model, obj, parts, opts = _setup(name, cfg, dev, cfg.train.channels_last)
     batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), SEQ_LEN[name], batch_size).items()}
     bf16 = dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
@@ -196,14 +232,19 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
     frames = batch_size * (obj.data_spec().sync_frames or SEQ_LEN[name])
     out = {
         "model": name, "size": size, "device": str(dev), "precision": "bf16-autocast" if bf16 else "fp32",
+        "channels_last": cfg.train.channels_last,
         "batch_size": batch_size, "seq_len": SEQ_LEN[name], "threads": torch.get_num_threads(),
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "step_s_median": round(step_s, 4), "samples_per_s": round(batch_size / step_s, 2),
         "frames_per_s": round(frames / step_s, 1),
+        # peaks are the batched run's own: taken before the naive baseline builds its model
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
     if dev.type == "cuda":
         out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    del model, parts, opts
+    naive = _naive_samples_per_s(name, cfg, dev, batch, sync)
+    out.update({"naive_samples_per_s": round(naive, 2), "speedup": round(out["samples_per_s"] / naive, 2)})
     if tmp is not None:
         tmp.cleanup()
     return out
@@ -230,10 +271,11 @@ def perf_training(models: list[str], size: str = "small", steps: int = 5, batch_
                 rows.append(json.loads(line[6:]))
             r = rows[-1]
             print(f"{dev:4s} {name:14s} " + (f"step {r['step_s_median'] * 1000:8.1f} ms  {r['samples_per_s']:8.1f} "
-                  f"samples/s  {r['frames_per_s']:8.1f} frames/s  peak RSS {r['peak_rss_gib']} GiB"
+                  f"samples/s (naive batch-1 fp32 {r['naive_samples_per_s']:7.2f}, x{r['speedup']:.2f})  "
+                  f"{r['frames_per_s']:8.1f} frames/s  peak RSS {r['peak_rss_gib']} GiB"
                   + (f"  GPU {r['peak_gpu_gib']} GiB" if "peak_gpu_gib" in r else "")
                   if "error" not in r else f"failed: {r['error']}"))
-    results = {"size": size, "steps": steps, "batch_size": batch_size, "runs": rows}
+    results = {"size": size, "steps": steps, "batch_size": batch_size, "naive_baseline": NAIVE, "runs": rows}
     path = write_report("training", results, out_dir)
     print(f"-> {path}")
     return results

@@ -241,3 +241,16 @@ def test_cli_errors_are_one_line(shards, tmp_path, capsys):
     assert err.startswith("talkbench: error:") and "not found" in err and "\n" not in err
     assert main(["train", "tcn_sa", "--shards", str(shards), "-o", "model.fusion.kernel_size=2"]) == 2
     assert "kernel_size" in capsys.readouterr().err
+
+
+def test_perf_training_reports_the_naive_baseline_beside_the_batched_step(tmp_path, capsys):
+    from talkbench.models.perf import perf_training
+
+    results = perf_training(["au_classifier"], steps=1, batch_size=2, device="cpu", out_dir=tmp_path, threads=1)
+    (row,) = results["runs"]
+    assert "error" not in row, row
+    assert row["samples_per_s"] > 0 and row["naive_samples_per_s"] > 0
+    assert row["speedup"] == pytest.approx(row["samples_per_s"] / row["naive_samples_per_s"], rel=0.05)
+    report = json.loads((tmp_path / "training.json").read_text())
+    assert report["results"]["runs"][0]["naive_samples_per_s"] == row["naive_samples_per_s"]
+    assert "naive" in capsys.readouterr().out
