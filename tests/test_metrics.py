@@ -15,9 +15,17 @@ from talkbench.benchmark.metrics import METRICS, AlignedVideo, ClipPair
 from talkbench.benchmark.metrics.au import au_agreement, occurrence_f1, pearson
 from talkbench.benchmark.metrics.avsync import best_offset, xcorr_curve
 from talkbench.benchmark.metrics.bootstrap import bootstrap_ci
-from talkbench.benchmark.metrics.cpbd import cpbd_gray, marziliano_widths, sobel_vertical_edges
+from talkbench.benchmark.metrics.cpbd import (
+    cpbd_frames,
+    cpbd_frames_naive,
+    cpbd_gray,
+    cpbd_gray_naive,
+    marziliano_widths,
+    marziliano_widths_naive,
+    sobel_vertical_edges,
+)
 from talkbench.benchmark.metrics.fid import frechet_distance
-from talkbench.benchmark.metrics.image import PSNR_CAP_DB, psnr_frames, ssim_frames
+from talkbench.benchmark.metrics.image import PSNR_CAP_DB, _ssim_torch, psnr_frames, ssim_frames
 from talkbench.benchmark.metrics.landmarks import INNER_LIP_PAIRS, LIPS, jitter, lmd_frames, mouth_opening
 from talkbench.benchmark.metrics.lse import lse_from_embeddings
 from talkbench.benchmark.metrics.pose import head_pose_similarity
@@ -55,6 +63,14 @@ def test_psnr_matches_skimage_and_caps_identical(grid_faces: np.ndarray) -> None
     assert np.all(psnr_frames(grid_faces, grid_faces) == PSNR_CAP_DB)
 
 
+def _ssim_gemm_on_cpu(gen: np.ndarray, ref: np.ndarray, variant: str) -> np.ndarray:
+    """The GPU backend (torch banded GEMMs), run on CPU so this machine checks it too."""
+    import torch
+
+    return _ssim_torch(gen, ref, variant, 255.0, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("backend", ["opencv", "torch-gemm"])
 @pytest.mark.parametrize(
     ("variant", "kwargs"),
     [
@@ -62,14 +78,29 @@ def test_psnr_matches_skimage_and_caps_identical(grid_faces: np.ndarray) -> None
         ("ssim-uniform7", {}),
     ],
 )
-def test_ssim_matches_skimage(grid_faces: np.ndarray, variant: str, kwargs: dict) -> None:
+def test_ssim_matches_skimage(grid_faces: np.ndarray, variant: str, kwargs: dict, backend: str) -> None:
+    ssim = (lambda g, r, v: ssim_frames(g, r, v, device="cpu")) if backend == "opencv" else _ssim_gemm_on_cpu
     other = _degraded(grid_faces, seed=1)
-    ours = ssim_frames(other, grid_faces, variant)
+    ours = ssim(other, grid_faces, variant)
     ref = [structural_similarity(other[i], grid_faces[i], data_range=255, channel_axis=-1, **kwargs)
            for i in range(len(other))]
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)  # float32 maps vs skimage's float64
-    assert np.allclose(ssim_frames(grid_faces, grid_faces, variant), 1.0)
+    assert np.allclose(ssim(grid_faces, grid_faces, variant), 1.0)
     assert 0.2 < ours.mean() < 0.99
+
+
+def test_ssim_chunks_and_odd_sizes_match_skimage(grid_faces: np.ndarray) -> None:
+    """More frames than one chunk (frames stacked into one tall image per chunk must not leak into each
+    other) and a non-square, single-channel crop."""
+    from talkbench.benchmark.metrics.common import CHUNK
+
+    frames = np.concatenate([grid_faces] * (CHUNK // len(grid_faces) + 1))[:, 3:100, 5:120, 1:2]
+    other = _degraded(frames, seed=2)
+    ours = ssim_frames(other, frames, "ssim-uniform7", device="cpu")
+    assert len(ours) > CHUNK
+    for i in (0, CHUNK - 1, CHUNK, len(frames) - 1):
+        assert ours[i] == pytest.approx(structural_similarity(other[i, ..., 0], frames[i, ..., 0], data_range=255),
+                                        abs=1e-5)
 
 
 def test_image_metrics_reject_bad_input(grid_faces: np.ndarray) -> None:
@@ -84,38 +115,30 @@ def test_image_metrics_reject_bad_input(grid_faces: np.ndarray) -> None:
 # --- CPBD -----------------------------------------------------------------------------------------------
 
 
-def _naive_widths(image: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The published per-pixel scan (Marziliano), written as loops, to check the vectorised one."""
-    h, w = image.shape
-    gy, gx = np.gradient(image)
-    out = np.zeros_like(image)
-    for r in range(1, h - 1):
-        for c in range(1, w - 1):
-            if not edges[r, c]:
-                continue
-            ang = math.degrees(math.atan2(gy[r, c], gx[r, c])) if gx[r, c] != 0 else 0.0
-            q = 45 * np.round(ang / 45)
-            if q not in (0, 180, -180):
-                continue
-            sign = 1 if q == 0 else -1  # 0: intensity rises left to right
-            m = 0
-            while m <= 100 and c - 2 - m >= 0 and sign * (image[r, c - 1 - m] - image[r, c - 2 - m]) > 0:
-                m += 1
-            left = min(m, 100) + 1
-            m = 0
-            while m <= 100 and c + 2 + m < w and sign * (image[r, c + 2 + m] - image[r, c + 1 + m]) > 0:
-                m += 1
-            right = min(m, 100) + 1
-            out[r, c] = left + right
-    return out
-
-
 def test_cpbd_edge_widths_match_the_per_pixel_scan(grid_faces: np.ndarray) -> None:
     gray = grid_faces[0].astype(np.float64).mean(axis=2)
     gray = gaussian_filter(gray, 1.2)[:48, :60]
     edges = sobel_vertical_edges(gray)
     assert edges.sum() > 20
-    np.testing.assert_array_equal(marziliano_widths(gray, edges), _naive_widths(gray, edges))
+    np.testing.assert_array_equal(marziliano_widths(gray, edges), marziliano_widths_naive(gray, edges))
+    batch = np.stack([gray, gray[::-1, ::-1]])  # the batched form sees each image on its own
+    np.testing.assert_array_equal(marziliano_widths(batch, sobel_vertical_edges(batch))[1],
+                                  marziliano_widths_naive(batch[1], sobel_vertical_edges(batch[1])))
+
+
+def test_cpbd_batched_equals_the_plain_published_loops(grid_faces: np.ndarray) -> None:
+    """The batched CPBD (the benchmark's path) and the per-pixel reference-style one (its perf baseline)
+    agree exactly on real frames, sharp and degraded, and on a larger photograph."""
+    from skimage import data
+
+    frames = np.concatenate([grid_faces[:3], _degraded(grid_faces[3:6])])
+    fast = cpbd_frames(frames)
+    assert np.isfinite(fast).all() and len(np.unique(fast)) > 1
+    np.testing.assert_array_equal(fast, cpbd_frames_naive(frames))
+    camera = gaussian_filter(data.camera().astype(np.float64), 0.7)[:320, 64:448]  # 5x6 blocks
+    assert cpbd_gray(camera) == cpbd_gray_naive(camera)
+    with pytest.raises(ValueError, match="2-D"):
+        cpbd_gray(frames[0])
 
 
 def test_cpbd_decreases_with_blur(grid_faces: np.ndarray) -> None:
@@ -151,6 +174,13 @@ def test_lmd_known_value_for_one_moved_point() -> None:
     np.testing.assert_allclose(lmd_frames(moved, lm, "sum"), 9.75, atol=1e-4)
     with pytest.raises(ValueError, match="reduce"):
         lmd_frames(moved, lm, "max")
+
+
+def test_lmd_naive_baseline_computes_the_same_values() -> None:
+    from talkbench.benchmark.perf_metrics import naive_lmd_frames
+
+    a, b = _landmarks(6, seed=1), _landmarks(6, seed=2)
+    np.testing.assert_allclose(naive_lmd_frames(a, b), lmd_frames(a, b), rtol=1e-12)
 
 
 def test_jitter_of_linear_motion() -> None:
@@ -413,3 +443,18 @@ def test_weighted_metrics_report_unavailable_without_weights(tmp_path, monkeypat
         cls = METRICS.get(name)
         assert not cls.available()
         assert needs in cls.unavailable_reason()
+
+
+# --- the perf benchmark's structure (never its timings) ----------------------------------------------------
+
+
+def test_perf_metrics_times_every_metric_beside_a_naive_baseline(grid_faces: np.ndarray) -> None:
+    from talkbench.benchmark.perf_metrics import measure
+
+    res = measure(grid_faces[:6], ["cpu"], networks=False)
+    assert set(res["metrics"]) == {"psnr", "ssim-gauss11-s1.5", "ssim-uniform7", "cpbd", "lmd"}
+    for name, r in res["metrics"].items():
+        assert r["baseline"], name
+        for key in ("naive", "cpu"):
+            assert r[key]["seconds"] > 0 and r[key]["frames_per_s"] > 0, (name, key)
+        assert r["speedup_cpu"] == pytest.approx(r["cpu"]["frames_per_s"] / r["naive"]["frames_per_s"])

@@ -1,11 +1,12 @@
 """PSNR and SSIM on the aligned face crops both sides share (full reference).
 
-The math is batched torch (CPU or GPU) and reproduces scikit-image's variants: SSIM crops the border of
-half a window before averaging, so a "valid" filter sees the same pixels skimage's reflect-padded
-filter keeps (tests compare against ``skimage.metrics`` frame by frame, to 1e-5). SSIM runs in float32
-on data centred at data_range/2 (agrees with skimage's float64 to ~1e-6); the separable window is
-applied as two large banded GEMMs in an (H, W, maps*frames*channels) layout -- on CPU torch's
-depthwise/1-channel convolutions measured 3-5x slower than BLAS here, even counting the band's zeros.
+The math is batched and reproduces scikit-image's variants: SSIM crops the border of half a window
+before averaging, so a "valid" filter sees the same pixels skimage's reflect-padded filter keeps (tests
+compare against ``skimage.metrics`` frame by frame, to 1e-5). SSIM runs in float32 on data centred at
+data_range/2 (agrees with skimage's float64 to ~2e-7). Two backends for the local means: on CPU
+OpenCV's separable filters (O(window) per pixel, a running sum for the box), on GPUs two large banded
+GEMMs in torch -- on CPU those do H/window times the needed arithmetic and lost to skimage's
+per-frame loop, while torch's depthwise convolutions measured 3-5x slower still.
 """
 
 from __future__ import annotations
@@ -55,24 +56,98 @@ def _window_1d(win: int, sigma: float | None) -> np.ndarray:
 
 def ssim_frames(gen: np.ndarray, ref: np.ndarray, variant: str = "ssim-gauss11-s1.5", data_range: float = 255.0,
                 device: str | None = None) -> np.ndarray:
-    """Per-frame mean SSIM of (N, H, W, C) arrays, averaged over channels like skimage's channel_axis."""
-    import torch
+    """Per-frame mean SSIM of (N, H, W, C) arrays, averaged over channels like skimage's channel_axis.
 
+    On CPU the window runs through OpenCV's separable filters (a running-sum box for the uniform
+    window), on other devices through torch banded GEMMs: one formula, two backends, both tested
+    against skimage.
+    """
     _check_shapes(gen, ref)
     try:
-        win, sigma, sample_cov = SSIM_VARIANTS[variant]
+        win, sigma, _ = SSIM_VARIANTS[variant]
     except KeyError:
         raise ValueError(f"unknown SSIM variant {variant!r}; known: {sorted(SSIM_VARIANTS)}") from None
     if gen.shape[1] < win or gen.shape[2] < win:
         raise ValueError(f"frames of {gen.shape[1]}x{gen.shape[2]} are smaller than the {win}x{win} SSIM window")
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        return _ssim_cpu(gen, ref, variant, data_range)
+    return _ssim_torch(gen, ref, variant, data_range, dev)
+
+
+def _constants(variant: str, data_range: float) -> tuple[float, float, float]:
+    """(c1, c2 / cov_norm, shift). cov_norm (sample covariance) cancels in the cs ratio, so it goes into c2."""
+    win, _, sample_cov = SSIM_VARIANTS[variant]
+    cov_norm = win * win / (win * win - 1.0) if sample_cov else 1.0
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return c1, c2 / cov_norm, data_range / 2  # centring shrinks E[x^2] - mu^2 cancellation in float32 ~4x
+
+
+def _ssim_cpu(gen: np.ndarray, ref: np.ndarray, variant: str, data_range: float) -> np.ndarray:
+    """numpy + OpenCV. Frames are stacked into one tall (n*H, W, C) image per moment: a vertical window
+    only bleeds across frames into the border rows the "valid" crop drops, so one call filters a chunk.
+    Float32 throughout (agrees with skimage's float64 to ~2e-7); the arithmetic is in place because
+    it, not the filtering, is the cost (memory-bound), and torch's CPU elementwise ops measured ~1.7x
+    slower than numpy's on these arrays.
+    """
+    import cv2
+
+    win, sigma, _ = SSIM_VARIANTS[variant]
+    c1, c2, shift = _constants(variant, data_range)
+    w1 = _window_1d(win, sigma)
+    _, h, w, c = gen.shape
+    r = win // 2
+    out = np.empty(len(gen), np.float64)
+    for s in chunks(len(gen), CHUNK):
+        n = s.stop - s.start
+
+        def local_mean(a: np.ndarray, n: int = n) -> np.ndarray:
+            m = cv2.blur(a, (win, win)) if sigma is None else cv2.sepFilter2D(a, -1, w1, w1)
+            return np.ascontiguousarray(m.reshape(n, h, w, c)[:, r: h - r, r: w - r])  # "valid" part
+
+        x = gen[s].reshape(n * h, w, c).astype(np.float32)
+        y = ref[s].reshape(n * h, w, c).astype(np.float32)
+        x -= np.float32(shift)
+        y -= np.float32(shift)
+        ux, uy = local_mean(x), local_mean(y)
+        prod = x * x
+        vx = local_mean(prod)
+        vy = local_mean(np.multiply(y, y, out=prod))
+        vxy = local_mean(np.multiply(x, y, out=prod))
+        tmp = ux * ux
+        vx -= tmp
+        vx += np.subtract(vy, np.multiply(uy, uy, out=tmp), out=vy)
+        vx += c2  # vx := var_x + var_y + c2
+        vxy -= np.multiply(ux, uy, out=tmp)
+        vxy *= 2
+        vxy += c2  # vxy := 2 cov + c2
+        ux += shift
+        uy += shift
+        lum_den = np.multiply(ux, ux, out=tmp)
+        lum_den += np.multiply(uy, uy, out=vy)
+        lum_den += c1
+        lum_den *= vx
+        smap = ux
+        smap *= uy
+        smap *= 2
+        smap += c1
+        smap *= vxy
+        smap /= lum_den
+        out[s] = smap.reshape(n, -1).mean(axis=1, dtype=np.float64)
+    return out
+
+
+def _ssim_torch(gen: np.ndarray, ref: np.ndarray, variant: str, data_range: float, dev: Any) -> np.ndarray:
+    """torch, for GPUs: the separable window as two large banded GEMMs in an (H, W, maps*frames*channels)
+    layout (on CPU this does ~18x the window's arithmetic and lost to skimage's loop; see _ssim_cpu)."""
+    import torch
+
+    win, sigma, _ = SSIM_VARIANTS[variant]
+    c1, c2, shift = _constants(variant, data_range)
     h, w = gen.shape[1], gen.shape[2]
     w1 = _window_1d(win, sigma)
     kh = torch.as_tensor(_band(h, w1), dtype=torch.float32, device=dev)  # (H, H - win + 1)
     kw = torch.as_tensor(_band(w, w1), dtype=torch.float32, device=dev)
-    cov_norm = win * win / (win * win - 1.0) if sample_cov else 1.0
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    shift = data_range / 2  # centring shrinks E[x^2] - mu^2 cancellation in float32 ~4x
     out = np.empty(len(gen), np.float64)
     for s in chunks(len(gen), CHUNK):
         # (H, W, n, C) layout: the H pass is one GEMM and the W pass one batched GEMM, no transposes
@@ -82,9 +157,9 @@ def ssim_frames(gen: np.ndarray, ref: np.ndarray, variant: str = "ssim-gauss11-s
         t = (kh.T @ stack.reshape(h, -1)).reshape(h - win + 1, w, -1)  # (H', W, 5nC)
         maps = (kw.T @ t).reshape(-1, *stack.shape[2:])  # (H'W', 5, n, C); valid = skimage's crop
         ux, uy, vx, vy, vxy = maps.unbind(1)
-        # in place, memory-bound: E[x^2] -> var etc.; cov_norm cancels in the cs ratio, so it goes into c2
-        vx.sub_(ux * ux).add_(vy.sub_(uy * uy)).add_(c2 / cov_norm)  # vx := vx + vy + c2'
-        vxy.sub_(ux * uy).mul_(2).add_(c2 / cov_norm)  # vxy := 2 cov + c2'
+        # in place, memory-bound: E[x^2] -> var etc.
+        vx.sub_(ux * ux).add_(vy.sub_(uy * uy)).add_(c2)  # vx := var_x + var_y + c2
+        vxy.sub_(ux * uy).mul_(2).add_(c2)  # vxy := 2 cov + c2
         ux.add_(shift)
         uy.add_(shift)
         lum_den = (ux * ux).add_(uy * uy).add_(c1)
