@@ -225,7 +225,7 @@ def summarise(per_clip: dict[str, dict[str, tuple[float, float]]], clips: list[s
     return out
 
 
-def markdown_table(samples: list[ClipSample], insample: dict, loo: dict) -> str:
+def markdown_table(samples: list[ClipSample], insample: dict, loo: dict, ceilings: dict) -> str:
     grid = [s.name for s in samples if s.is_grid]
     every = [s.name for s in samples]
     cols = [("GRID in-sample", insample, grid), ("GRID leave-one-out", loo, grid),
@@ -246,7 +246,7 @@ def markdown_table(samples: list[ClipSample], insample: dict, loo: dict) -> str:
               "| clip | leave-one-out | best monotone map of lip_gap, fitted to the clip | "
               "OpenFace's own lip gap |", "|---|---|---|---|"]
     for s in samples:
-        c = reference_ceilings(s)
+        c = ceilings[s.name]
         lines.append(f"| {s.name} | {loo[s.name]['AU25'][0]:.2f} | {c['monotone_fit_r']:.2f} | "
                      f"{c['openface_self_r']:.2f} |")
     return "\n".join(lines)
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = fixture_pairs(args.fixtures)
     samples = load_samples(pairs)
     insample, loo = agreement(samples), agreement(samples, leave_one_out=True)
+    ceilings = {s.name: reference_ceilings(s) for s in samples}
     cal = fit(samples)
     grid = [s.name for s in samples if s.is_grid]
     cal.meta = {
@@ -270,12 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "agreement_grid_in_sample": summarise(insample, grid),
         "agreement_grid_leave_one_out": summarise(loo, grid),
-        "au25_reference_ceilings": {s.name: {k: round(v, 3) for k, v in reference_ceilings(s).items()}
-                                    for s in samples},
+        "au25_reference_ceilings": {name: {k: round(v, 3) for k, v in c.items()} for name, c in ceilings.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cal.save(args.out)
-    print(markdown_table(samples, insample, loo))
+    print(markdown_table(samples, insample, loo, ceilings))
     print(f"\nwrote {args.out}")
     return 0
 
