@@ -1,0 +1,276 @@
+"""``memory_gan``: Yi et al.'s memory-augmented GAN, rendered face frames -> photo-real frames.
+
+Authors' design (render-to-video/models/memory_seq_model.py, networks.py, memory_network.py @8ebc028):
+
+* input: the Nw = 3 latest rendered frames stacked (9 channels);
+* generator: a U-Net whose decoder normalisation is AdaIN, its scale and shift predicted from a
+  512-d identity feature; two heads: an image and an attention mask A (sigmoid);
+  output = A * (last rendered frame) + (1 - A) * image;
+* discriminator: PatchGAN 70x70 on (9 rendered + 3 output) channels, vanilla GAN loss;
+* generator loss: GAN + 100 * L1 + lambda_mask * mean(A) (0.1 general, 2 fine-tuning) + 1e-5 * TV(A);
+* memory: slots of (key = normalised query feature of the rendered input, value = identity feature,
+  age); training pulls a query towards a slot whose value agrees with its identity (cos > threshold)
+  and away from the nearest slot that does not (hinge with margin alpha); the update merges the query
+  into the top-1 slot when its value agrees, else replaces the oldest slot (age + uniform noise).
+  At test time the top-1 retrieved value drives AdaIN. Published defaults: 30,000 slots, top-k 256,
+  margin 0.3, threshold 0.98.
+
+talkbench differences (SEEDS-DESIGN §B): the query encoder is a small CNN trained with the margin loss
+(the authors use a frozen ImageNet ResNet-18 + linear, and no ImageNet weights are available offline);
+the identity feature comes from ArcFace when the weights store has it, else from a speaker-ID
+embedding trained on the shards (:class:`SpeakerEmbedding`). GroupNorm replaces BatchNorm in the
+encoder so results do not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from talkbench.config import StrictModel
+from talkbench.models.layers import norm
+
+
+class MemoryConfig(StrictModel):
+    enabled: bool = Field(True, description="false = ablation 'no memory': AdaIN from the target's own identity feature")
+    slots: int = Field(30_000, ge=1, description="published: 30,000")
+    key_dim: int = Field(512, ge=1)
+    top_k: int = Field(256, ge=1, description="published: 256 neighbours in the margin loss")
+    margin: float = Field(0.3, ge=0.0, description="published alpha: 0.3")
+    threshold: float = Field(0.98, ge=-1.0, le=1.0, description="values agree when their cosine exceeds this")
+    age_noise: float = Field(4.0, ge=0.0, description="uniform noise on the age when choosing the slot to replace")
+
+
+class MemoryGANConfig(StrictModel):
+    image_size: int = Field(256, ge=16, description="published: 256 (crop of 286)")
+    n_window: int = Field(3, ge=1, description="consecutive rendered frames in the input (Nw)")
+    base_channels: int = Field(64, ge=1)
+    levels: int = Field(8, ge=2, description="U-Net depth; 8 halvings = unet_256")
+    id_dim: int = Field(512, ge=1, description="identity feature size (ArcFace: 512)")
+    disc_channels: int = Field(64, ge=1)
+    disc_layers: int = Field(3, ge=1, description="PatchGAN n_layers; 3 = 70x70 receptive field")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+
+
+class MemoryGANLossConfig(StrictModel):
+    l1: float = Field(100.0, ge=0.0)
+    mask: float = Field(0.1, ge=0.0, description="lambda_mask: 0.1 general training, 2 for fine-tuning")
+    mask_tv: float = Field(1e-5, ge=0.0)
+    gan: float = Field(1.0, ge=0.0)
+    memory: float = Field(1.0, ge=0.0, description="weight of the memory's margin loss on the query encoder")
+
+
+# ---------------------------------------------------------------------------- memory
+class KeyValueMemory(nn.Module):
+    """Slots of (unit key, unit value, age); buffers, not parameters: only the update rule writes them."""
+
+    def __init__(self, cfg: MemoryConfig, value_dim: int, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("keys", F.normalize(torch.rand(cfg.slots, cfg.key_dim, generator=g) * 0.02 - 0.01, dim=1))
+        self.register_buffer("values", F.normalize(torch.rand(cfg.slots, value_dim, generator=g) * 0.01, dim=1))
+        self.register_buffer("age", torch.zeros(cfg.slots))
+
+    def scores(self, query: torch.Tensor) -> torch.Tensor:
+        return query @ self.keys.t()
+
+    def margin_loss(self, query: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """Hinge ``max(0, s_neg - s_pos + margin)`` over the top-k neighbours of each (unit) query:
+        s_pos = best score among slots whose value agrees with ``value`` (cos > threshold), s_neg =
+        best among those that do not (0 where there is none, as the authors' masked top-1)."""
+        k = min(self.cfg.top_k, self.cfg.slots)
+        top, idx = self.scores(query).topk(k, dim=1)
+        agree = ((self.values[idx] * F.normalize(value, dim=1)[:, None]).sum(-1) > self.cfg.threshold).to(top.dtype)
+        pos = (top * agree).max(dim=1).values
+        neg = (top * (1 - agree)).max(dim=1).values
+        return (neg - pos + self.cfg.margin).clamp_min(0).mean()
+
+    @torch.no_grad()
+    def update(self, query: torch.Tensor, value: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, int]:
+        """Merge into the top-1 slot when its value agrees (key += query, renormalised, age 0), else
+        write (query, value) into the oldest slots (age + noise); every slot ages by one."""
+        query, value = F.normalize(query.detach(), dim=1), F.normalize(value.detach(), dim=1)
+        top1 = self.scores(query).argmax(dim=1)
+        agree = (self.values[top1] * value).sum(-1) > self.cfg.threshold
+        self.age += 1.0
+        merge = top1[agree]
+        if len(merge):
+            self.keys.index_add_(0, merge, query[agree])
+            self.keys[merge] = F.normalize(self.keys[merge], dim=1)
+            self.age[merge] = 0.0
+        n_new = int((~agree).sum())
+        if n_new:
+            noise = torch.rand(self.cfg.slots, generator=generator) * 2 - 1 if self.cfg.age_noise > 0 else 0.0
+            old = (self.age + noise * self.cfg.age_noise).topk(n_new).indices
+            self.keys[old] = query[~agree]
+            self.values[old] = value[~agree]
+            self.age[old] = 0.0
+        return {"merged": int(agree.sum()), "replaced": n_new}
+
+    def read(self, query: torch.Tensor) -> torch.Tensor:
+        """The top-1 slot's value per query: the identity feature that drives AdaIN at test time."""
+        return self.values[self.scores(query).argmax(dim=1)]
+
+
+# ---------------------------------------------------------------------------- networks
+class AdaIN(nn.Module):
+    """Instance-normalise, then scale and shift with parameters predicted from the identity feature."""
+
+    def __init__(self, channels: int, id_dim: int):
+        super().__init__()
+        self.affine = nn.Linear(id_dim, 2 * channels)
+        nn.init.zeros_(self.affine.weight)
+        with torch.no_grad():
+            self.affine.bias[:channels].fill_(1.0)
+            self.affine.bias[channels:].zero_()
+
+    def forward(self, x: torch.Tensor, ident: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.affine(ident).chunk(2, dim=1)
+        x = F.instance_norm(x) if x.shape[-1] * x.shape[-2] > 1 else x - x.mean(dim=(2, 3), keepdim=True)
+        return x * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+def _chs(base: int, levels: int) -> list[int]:
+    return [base * min(2**i, 8) for i in range(levels)]
+
+
+class AdaINUNet(nn.Module):
+    """U-Net (pix2pix unet_256 layout at levels=8) whose decoder normalisation is AdaIN; two heads."""
+
+    def __init__(self, cfg: MemoryGANConfig):
+        super().__init__()
+        if cfg.image_size % 2**cfg.levels:
+            raise ValueError(f"image_size {cfg.image_size} must be divisible by 2**levels = {2**cfg.levels}")
+        chs = _chs(cfg.base_channels, cfg.levels)
+        cin = 3 * cfg.n_window
+        self.downs = nn.ModuleList()
+        for i, c in enumerate(chs):
+            layers: list[nn.Module] = [nn.Conv2d(cin, c, 4, 2, 1)]
+            if 0 < i < len(chs) - 1:
+                layers.append(norm(c))
+            self.downs.append(nn.Sequential(*layers))
+            cin = c
+        self.ups = nn.ModuleList()
+        self.adain = nn.ModuleList()
+        for i in reversed(range(1, cfg.levels)):
+            up_in = chs[i] if i == cfg.levels - 1 else 2 * chs[i]
+            self.ups.append(nn.ConvTranspose2d(up_in, chs[i - 1], 4, 2, 1))
+            self.adain.append(AdaIN(chs[i - 1], cfg.id_dim))
+        self.to_image = nn.ConvTranspose2d(2 * chs[0], 3, 4, 2, 1)
+        self.to_mask = nn.ConvTranspose2d(2 * chs[0], 1, 4, 2, 1)
+
+    def forward(self, x: torch.Tensor, ident: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skips = []
+        for i, layer in enumerate(self.downs):
+            x = layer(x if i == 0 else F.leaky_relu(x, 0.2))
+            skips.append(x)
+        y = skips[-1]
+        for k, (up, ada) in enumerate(zip(self.ups, self.adain, strict=True)):
+            y = ada(up(F.relu(y)), ident)
+            y = torch.cat([y, skips[-2 - k]], dim=1)
+        y = F.relu(y)
+        return torch.tanh(self.to_image(y)), torch.sigmoid(self.to_mask(y))
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix's NLayerDiscriminator (70x70 patches at 3 layers) on (rendered window ++ frame)."""
+
+    def __init__(self, in_channels: int, base: int, n_layers: int):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, base, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c = base
+        for i in range(1, n_layers + 1):
+            c_out = base * min(2**i, 8)
+            layers += [nn.Conv2d(c, c_out, 4, 2 if i < n_layers else 1, 1), norm(c_out), nn.LeakyReLU(0.2)]
+            c = c_out
+        layers.append(nn.Conv2d(c, 1, 4, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class QueryEncoder(nn.Module):
+    """Rendered window -> unit key (the authors: frozen ImageNet ResNet-18 + a trained linear)."""
+
+    def __init__(self, in_channels: int, base: int, key_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, base, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(base, 2 * base, 4, 2, 1), norm(2 * base), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * base, 4 * base, 4, 2, 1), norm(4 * base), nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * base, key_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(x), dim=1)
+
+
+class SpeakerEmbedding(nn.Module):
+    """The identity feature without ArcFace weights: a face CNN trained as a speaker classifier on the
+    shards; the unit 512-d embedding before the classifier is the feature."""
+
+    def __init__(self, n_speakers: int, dim: int = 512, base: int = 32, image_size: int = 64):
+        super().__init__()
+        self.image_size = image_size
+        self.net = nn.Sequential(
+            nn.Conv2d(3, base, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(base, 2 * base, 4, 2, 1), norm(2 * base), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * base, 4 * base, 4, 2, 1), norm(4 * base), nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * base, dim),
+        )
+        self.classifier = nn.Linear(dim, max(n_speakers, 1))
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        if faces.shape[-1] != self.image_size:
+            faces = F.interpolate(faces, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return F.normalize(self.net(faces), dim=1)
+
+
+class MemoryGAN(nn.Module):
+    Config = MemoryGANConfig
+
+    def __init__(self, cfg: MemoryGANConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.generator = AdaINUNet(cfg)
+        self.discriminator = PatchDiscriminator(3 * cfg.n_window + 3, cfg.disc_channels, cfg.disc_layers)
+        self.query = QueryEncoder(3 * cfg.n_window, cfg.base_channels, cfg.memory.key_dim)
+        self.memory = KeyValueMemory(cfg.memory, cfg.id_dim)
+
+    def forward(self, rendered: torch.Tensor, ident: torch.Tensor) -> dict[str, torch.Tensor]:
+        """rendered (B, 3 Nw, S, S) in [-1, 1], newest frame last; ident (B, id_dim) -> output, image, mask."""
+        image, mask = self.generator(rendered, ident)
+        last = rendered[:, -3:]
+        return {"frames": mask * last + (1 - mask) * image, "image": image, "mask": mask}
+
+    def identity_for(self, rendered: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+        """Test time: the memory's top-1 value for the rendered input (or ``fallback`` without memory)."""
+        if not self.cfg.memory.enabled:
+            return fallback
+        return self.memory.read(self.query(rendered))
+
+
+def total_variation(a: torch.Tensor) -> torch.Tensor:
+    """Sum of absolute neighbour differences of the mask, averaged over the batch (pix2pix-TV as theirs)."""
+    return ((a[..., 1:, :] - a[..., :-1, :]).abs().sum() + (a[..., :, 1:] - a[..., :, :-1]).abs().sum()) / a.shape[0]
+
+
+def generator_loss(out: dict[str, torch.Tensor], real: torch.Tensor, d_fake: torch.Tensor,
+                   cfg: MemoryGANLossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """GAN + l1 * L1 + mask * mean(A) + mask_tv * TV(A)."""
+    gan = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+    l1 = (out["frames"] - real).abs().mean()
+    mean_a = out["mask"].mean()
+    tv = total_variation(out["mask"])
+    loss = cfg.gan * gan + cfg.l1 * l1 + cfg.mask * mean_a + cfg.mask_tv * tv
+    return loss, {"g_loss": loss.item(), "g_gan": gan.item(), "l1": l1.item(), "mask_mean": mean_a.item(),
+                  "mask_tv": tv.item()}
+
+
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
