@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import GRID_CLIPS, WILD
+from conftest import GRID_CLIPS
+from yi2020_fixtures import VOX, tracked_clips
 
 from talkbench.models import face3d as F3
 from talkbench.models import mesh_render as R
 
-VOX = WILD / "voxceleb_741400163.mp4"
 N_TRAIN = 250  # the personalisation split of issue 13: first 250 frames to fit, the rest held out
 
 
 @pytest.fixture(scope="module")
 def tracked(fixtures_dir):
     """Landmarks, pose, align matrices and frames of the VoxCeleb clip and two GRID clips (one MediaPipe pass)."""
-    from talkbench.media import read_av
-    from talkbench.pipelines.face import FaceMeshTracker, process_frames
-
-    out = {}
-    with FaceMeshTracker() as tracker:
-        for path in [VOX, *GRID_CLIPS[:2]]:
-            av = read_av(path)
-            r = process_frames(av.frames, 25.0, tracker=tracker)
-            assert r["face_found"].all()
-            out[path.stem] = {**r, "frames": av.frames, "hw": av.frames.shape[1:3]}
+    out = tracked_clips()
+    assert all(d["face_found"].all() for d in out.values())
     return out
 
 
