@@ -487,7 +487,7 @@ def load_submission(spec: str, name: str | None = None, length_tolerance: int = 
         ckpt = Path(target)
         if not ckpt.exists():
             raise TalkbenchError(f"checkpoint not found: {ckpt}")
-        from talkbench.models.adapter import CheckpointGenerator  # lazy: pulls torch
+        from talkbench.models.generate import CheckpointGenerator  # lazy: pulls torch
 
         try:
             obj = CheckpointGenerator(str(ckpt), **options)

@@ -6,13 +6,17 @@ of the generators (GUIDE §1, paper 1).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from talkbench.config import StrictModel
-from talkbench.models.layers import ImageEncoder
-from talkbench.models.registry import register_model
+from talkbench.models.data import DataSpec
+from talkbench.models.layers import ImageEncoder, to_image
+from talkbench.models.objective import AULossConfig, Batch, Objective, au_metrics, masked_l1
+from talkbench.models.registry import ModelSpec
 from talkbench.schema import SPEECH_AUS
 
 
@@ -26,7 +30,6 @@ class AUClassifierConfig(StrictModel):
     max_intensity: float = Field(5.0, gt=0.0, description="OpenFace AU intensity scale")
 
 
-@register_model("au_classifier")
 class AUClassifier(nn.Module):
     Config = AUClassifierConfig
 
@@ -45,3 +48,49 @@ class AUClassifier(nn.Module):
         feat, maps = self.encoder(faces)
         raw, occ = self.head(feat).chunk(2, dim=1)
         return {"intensity": torch.sigmoid(raw) * self.cfg.max_intensity, "occurrence_logit": occ}, maps
+
+
+class AUClassifierObjective(Objective):
+    LossConfig = AULossConfig
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(image_size=self.model_cfg.image_size, aus=tuple(self.model_cfg.aus))
+
+    def _flat(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return to_image(batch["face"].flatten(0, 1)), batch["aus"].flatten(0, 1), batch["au_mask"].flatten(0, 1)
+
+    def loss(self, group, parts, batch):
+        faces, aus, mask = self._flat(batch)
+        out = parts["model"](faces)
+        l_int = masked_l1(out["intensity"], aus, mask)
+        occ = (aus >= self.loss_cfg.occurrence_threshold).float()
+        bce = F.binary_cross_entropy_with_logits(out["occurrence_logit"].float(), occ, reduction="none")
+        l_occ = (bce * mask).sum() / mask.sum().clamp_min(1)
+        loss = self.loss_cfg.intensity * l_int + self.loss_cfg.occurrence * l_occ
+        return loss, {"loss": loss.item(), "intensity_l1": l_int.item(), "occurrence_bce": l_occ.item()}
+
+    @torch.no_grad()
+    def validate(self, model, batches):
+        preds, targets, masks, occ_hits = [], [], [], []
+        for b in batches:
+            faces, aus, mask = self._flat(b)
+            out = model(faces)
+            preds.append(out["intensity"].float().cpu().numpy())
+            targets.append(aus.cpu().numpy())
+            masks.append(mask.cpu().numpy())
+            occ = aus >= self.loss_cfg.occurrence_threshold
+            occ_hits.append(((out["occurrence_logit"] > 0) == occ)[mask].float().cpu().numpy())
+        logs = au_metrics(self.model_cfg.aus, np.concatenate(preds), np.concatenate(targets),
+                          np.concatenate(masks), "val_")
+        logs["val_occurrence_acc"] = float(np.concatenate(occ_hits).mean())
+        return logs
+
+
+SPEC = ModelSpec(
+    module=AUClassifier, config=AUClassifierConfig, objective=AUClassifierObjective,
+    description="aligned face crop -> speech-AU intensities and occurrences",
+    tiny=("model.image_size=32", "model.base_channels=8", "model.levels=3", "model.feature_dim=32",
+          "model.dropout=0.1", "data.seq_len=1"),
+    small=("model.base_channels=16",), seq_len=1,
+    overfit=(("model.dropout=0",), 40, 3e-3, 2),
+)

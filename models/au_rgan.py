@@ -10,8 +10,16 @@ from torch import nn
 
 from talkbench.config import StrictModel
 from talkbench.models.discriminator import FrameDiscriminator
-from talkbench.models.generator import GeneratorConfig, TalkingHeadGenerator
-from talkbench.models.registry import register_model
+from talkbench.models.generator import (
+    SMALL_GENERATOR,
+    TINY_GENERATOR,
+    GANGenerateOptions,
+    GeneratorConfig,
+    GeneratorObjective,
+    TalkingHeadGenerator,
+    generate_frames,
+)
+from talkbench.models.registry import ModelSpec
 
 
 class RecurrentFusionConfig(StrictModel):
@@ -37,7 +45,6 @@ class RecurrentFusion(nn.Module):
         return self.proj(self.rnn(x)[0])
 
 
-@register_model("au_rgan")
 class AURGAN(nn.Module):
     Config = AURGANConfig
 
@@ -49,3 +56,12 @@ class AURGAN(nn.Module):
 
     def forward(self, identity: torch.Tensor, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.generator(identity, windows)
+
+
+SPEC = ModelSpec(
+    module=AURGAN, config=AURGANConfig, objective=GeneratorObjective, generate=generate_frames,
+    generate_options=GANGenerateOptions,
+    description=__doc__.splitlines()[0],
+    tiny=(*TINY_GENERATOR, "model.fusion.hidden=32"), small=SMALL_GENERATOR, seq_len=16,
+    overfit=(("model.discriminator.enabled=false",), 60, 5e-3, 1),
+)

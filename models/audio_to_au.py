@@ -7,13 +7,16 @@ trains one network per AU; ``shared_trunk`` shares the CNN + LSTM and keeps per-
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
 from talkbench.config import StrictModel
+from talkbench.models.data import DataSpec
 from talkbench.models.layers import MfccCNN
-from talkbench.models.registry import register_model
+from talkbench.models.objective import AULossConfig, Objective, au_metrics, masked_l1
+from talkbench.models.registry import ModelSpec
 from talkbench.schema import MFCC_DIM, SPEECH_AUS
 
 
@@ -61,7 +64,6 @@ class _Head(nn.Module):
         return f, self.out(f).squeeze(-1)
 
 
-@register_model("audio_to_au")
 class AudioToAU(nn.Module):
     Config = AudioToAUConfig
 
@@ -86,3 +88,33 @@ class AudioToAU(nn.Module):
             ints.append(y)
         intensity = torch.sigmoid(torch.stack(ints, dim=-1)) * self.cfg.max_intensity
         return {"features": torch.stack(feats, dim=2), "intensity": intensity}
+
+
+class AudioToAUObjective(Objective):
+    LossConfig = AULossConfig
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(windows=True, aus=tuple(self.model_cfg.aus))
+
+    def loss(self, group, parts, batch):
+        out = parts["model"](batch["windows"])
+        loss = self.loss_cfg.intensity * masked_l1(out["intensity"], batch["aus"], batch["au_mask"])
+        return loss, {"loss": loss.item()}
+
+    @torch.no_grad()
+    def validate(self, model, batches):
+        preds = [model(b["windows"])["intensity"].flatten(0, 1).float().cpu().numpy() for b in batches]
+        targets = [b["aus"].flatten(0, 1).cpu().numpy() for b in batches]
+        masks = [b["au_mask"].flatten(0, 1).cpu().numpy() for b in batches]
+        return au_metrics(self.model_cfg.aus, np.concatenate(preds), np.concatenate(targets),
+                          np.concatenate(masks), "val_")
+
+
+SPEC = ModelSpec(
+    module=AudioToAU, config=AudioToAUConfig, objective=AudioToAUObjective,
+    description="MFCC windows -> per-AU features and intensities (paper 1)",
+    tiny=("model.aus=[AU25,AU26]", "model.cnn_channels=[8,16]", "model.cnn_dim=16", "model.lstm_hidden=8",
+          "model.fc_dims=[8,4]", "data.seq_len=8"),
+    small=("model.shared_trunk=true",), seq_len=25,
+    overfit=(("model.shared_trunk=true", "model.lstm_hidden=16"), 100, 3e-3, 2),
+)

@@ -81,15 +81,14 @@ def load_model(path: str | Path, expect: str | None = None, device: str | torch.
     """Rebuild the model a checkpoint describes and load its weights; returns (model in eval mode, metadata)."""
     from safetensors.torch import load_file
 
-    from talkbench.models.registry import MODELS, load_all
+    from talkbench.models.registry import MODELS
 
-    load_all()
     meta = read_metadata(path)
     name = meta["talkbench_model"]
     if expect is not None and name != expect:
         raise TalkbenchError(f"{path} holds a {name!r} model, expected {expect!r}")
-    cls = MODELS.get(name)
-    model = cls(cls.Config.model_validate(json.loads(meta["model_config"])))
+    spec = MODELS.get(name)
+    model = spec.build(spec.config.model_validate(json.loads(meta["model_config"])))
     model.load_state_dict(load_file(str(weights_path(path)), device=str(device)))
     return model.to(device).eval(), meta
 

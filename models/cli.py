@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-MODEL_NAMES = ("au_classifier", "audio_to_au", "au_rgan", "tcn_sa", "sync_expert")
+from talkbench.models.registry import MODELS  # light: lazy entries, no torch
 
 
 def register(sub: Any, perf_sub: Any) -> None:
+    names = MODELS.names()
     t = sub.add_parser(
         "train",
         help="train a model on prepared shards (DDP: torchrun --nproc-per-node N --no-python talkbench train ...)",
         description="One explicit training loop for every model. Runs are tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db); checkpoints go to train.out_dir/MODEL/RUN/step_N.",
     )
-    t.add_argument("model", choices=MODEL_NAMES)
+    t.add_argument("model", choices=names)
     t.add_argument("--shards", required=True, help="prepared shard folder (talkbench prepare output)")
     t.add_argument("--config", default=None, help="YAML with model/loss/data/train sections (configs/models/*.yaml)")
     t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -25,12 +26,14 @@ def register(sub: Any, perf_sub: Any) -> None:
     t.set_defaults(handler=_train)
 
     g = sub.add_parser("generate", help="make a talking-head video from one face image and speech audio")
-    g.add_argument("--checkpoint", required=True, help="an au_rgan or tcn_sa checkpoint (folder or model.safetensors)")
+    g.add_argument("--checkpoint", required=True, help="a generator checkpoint (folder or model.safetensors)")
     g.add_argument("--reference", required=True, metavar="IMAGE", help="face image (aligned by the pipeline's tracker)")
     g.add_argument("--audio", required=True, metavar="WAV", help="driving speech (any format PyAV reads)")
     g.add_argument("--out", required=True, metavar="VIDEO.mp4")
     g.add_argument("--device", default="cpu")
     g.add_argument("--no-align", action="store_true", help="the reference is already an aligned face crop")
+    g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a generate option of the model (e.g. max_frames_per_chunk=100, steps=4)")
     g.set_defaults(handler=_generate)
 
     pl = perf_sub.add_parser("loader", help="face-crop samples/s: the streaming loader vs a naive pandas+PIL read")
@@ -49,7 +52,7 @@ def register(sub: Any, perf_sub: Any) -> None:
                              "textbook per-clip loop, one sample per optimizer step (batch 1, batch-size times), "
                              "fp32, no autocast, default memory format, same model, objective and optimizer. "
                              "speedup = batched samples/s / naive samples/s.")
-    pt.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    pt.add_argument("--models", nargs="+", default=names, choices=names)
     pt.add_argument("--size", choices=["reference", "small"], default="small",
                     help="reference = GUIDE §1 configs at 128 px; small = reduced widths (CPU-friendly)")
     pt.add_argument("--steps", type=int, default=5)
@@ -81,9 +84,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from talkbench.models.adapter import generate_video
+    from talkbench.errors import TalkbenchError
+    from talkbench.models.generate import generate_video
 
-    path = generate_video(args.checkpoint, args.reference, args.audio, args.out, args.device, not args.no_align)
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TalkbenchError(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    path = generate_video(args.checkpoint, args.reference, args.audio, args.out, args.device, not args.no_align,
+                          **options)
     print(f"wrote {path}")
     return 0
 

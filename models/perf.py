@@ -111,17 +111,8 @@ def perf_loader(shards: str | Path | None, samples: int = 3000, image_size: int 
 
 
 # ---------------------------------------------------------------------------------------------- training
-SMALL: dict[str, list[str]] = {
-    "au_classifier": ["model.base_channels=16"],
-    "audio_to_au": ["model.shared_trunk=true"],
-    "au_rgan": ["model.base_channels=16", "model.audio_to_au.shared_trunk=true", "model.discriminator.base_channels=32"],
-    "tcn_sa": ["model.base_channels=16", "model.audio_to_au.shared_trunk=true", "model.discriminator.base_channels=32",
-               "model.fusion.channels=[256,512]"],
-    "sync_expert": ["model.base_channels=16"],
-}
 NAIVE = ("one sample per optimizer step (batch 1, looped batch_size times), fp32, no autocast, default memory "
          "format; same model, objective, optimizer and data")
-SEQ_LEN = {"au_classifier": 1, "audio_to_au": 25, "au_rgan": 16, "tcn_sa": 16, "sync_expert": 5}
 
 
 def _random_batch(spec: Any, seq_len: int, b: int) -> dict[str, Any]:
@@ -151,14 +142,14 @@ def _setup(name: str, cfg: Any, dev: Any, channels_last: bool) -> tuple[Any, Any
     """A fresh model (same seed), objective and AdamW per group: identical for the naive and batched runs."""
     import torch
 
-    from talkbench.models.objectives import OBJECTIVES
     from talkbench.models.registry import MODELS
 
+    spec = MODELS.get(name)
     torch.manual_seed(0)
-    model = MODELS.get(name)(cfg.model).to(dev)
+    model = spec.build(cfg.model).to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    obj = OBJECTIVES.get(name)(cfg.model, cfg.loss, cfg.data)
+    obj = spec.objective(cfg.model, cfg.loss, cfg.data)
     obj.setup(dev)
     parts = obj.parts(model)
     opts = {g: torch.optim.AdamW(parts[g].parameters(), lr=1e-4) for g in obj.groups}
@@ -201,10 +192,14 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
     from talkbench.models.train import load_run_config, train_step
 
     dev = torch.device(device)
-    overrides = list(SMALL[name]) if size == "small" else []
-    overrides.append(f"data.seq_len={SEQ_LEN[name]}")
+    from talkbench.models.registry import MODELS
+
+    seq_len = MODELS.get(name).seq_len
+    overrides = list(MODELS.get(name).small) if size == "small" else []
+    overrides.append(f"data.seq_len={seq_len}")
     tmp = None
-    if name in ("au_rgan", "tcn_sa"):  # AU consistency needs a classifier: random weights cost the same
+    if "au_classifier_checkpoint" in MODELS.get(name).loss_config.model_fields:
+        # AU consistency needs a classifier: random weights cost the same
         from talkbench.models.au_classifier import AUClassifier, AUClassifierConfig
         from talkbench.models.checkpoint import save_checkpoint
 
@@ -213,7 +208,7 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
         overrides.append(f"loss.au_classifier_checkpoint={tmp.name}/cls")
     cfg = load_run_config(name, None, overrides)
     model, obj, parts, opts = _setup(name, cfg, dev, cfg.train.channels_last)
-    batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), SEQ_LEN[name], batch_size).items()}
+    batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), seq_len, batch_size).items()}
     bf16 = dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -229,11 +224,11 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
         sync()
         times.append(time.perf_counter() - t0)
     step_s = float(np.median(times))
-    frames = batch_size * (obj.data_spec().sync_frames or SEQ_LEN[name])
+    frames = batch_size * (obj.data_spec().sync_frames or seq_len)
     out = {
         "model": name, "size": size, "device": str(dev), "precision": "bf16-autocast" if bf16 else "fp32",
         "channels_last": cfg.train.channels_last,
-        "batch_size": batch_size, "seq_len": SEQ_LEN[name], "threads": torch.get_num_threads(),
+        "batch_size": batch_size, "seq_len": seq_len, "threads": torch.get_num_threads(),
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "step_s_median": round(step_s, 4), "samples_per_s": round(batch_size / step_s, 2),
         "frames_per_s": round(frames / step_s, 1),

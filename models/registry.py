@@ -1,14 +1,68 @@
-"""Models by name. Each model class carries its pydantic config class as ``Config``."""
+"""Models by name: one ``ModelSpec`` per model, registered lazily so listing names imports no torch.
+
+A spec bundles everything talkbench needs to know about a model (timm's create-by-name): the
+``nn.Module`` class, its config class, its training objective, its generate entry (generators only, see
+``talkbench.models.generate``) and the tiny/small variants tests and perf runs use. The spec lives in
+the model's own file as ``SPEC``; the one line below that names it is the only place the name is written.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 from talkbench.registry import Registry
 
-#: name -> nn.Module subclass with a ``Config`` attribute and ``__init__(self, cfg)``
-MODELS: Registry[type] = Registry("model")
-register_model = MODELS.register
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one registered model is made of.
+
+    ``tiny`` / ``small`` are ``-o`` overrides: ``tiny`` trains in seconds on one CPU core at 32 px (the
+    parametrised model tests), ``small`` is the CPU-friendly size of ``talkbench perf training``.
+    ``overfit`` = (extra overrides, steps, lr, batch size) for the one-batch overfitting test.
+    """
+
+    module: type  # nn.Module subclass: __init__(self, cfg)
+    config: type  # its pydantic config class
+    objective: type  # talkbench.models.objective.Objective subclass (carries LossConfig)
+    generate: Callable[..., Any] | None = None  # generators: (model, GenerationInputs) -> (T, S, S, 3) uint8
+    generate_options: type | None = None  # StrictModel of the options generate accepts (checkpoint:CKPT?k=v)
+    description: str = ""
+    tiny: tuple[str, ...] = ()
+    small: tuple[str, ...] = ()
+    seq_len: int = 16  # frames per sample in perf training
+    overfit: tuple[tuple[str, ...], int, float, int] = ((), 60, 3e-3, 2)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loss_config(self) -> type:
+        return self.objective.LossConfig
+
+    @property
+    def is_generator(self) -> bool:
+        return self.generate is not None
+
+    def build(self, cfg: Any) -> Any:
+        """The model for a validated config (``cfg`` = ``spec.config`` instance)."""
+        return self.module(cfg)
 
 
-def load_all() -> None:
-    """Import every model module so the registry is full (imports torch)."""
-    from talkbench.models import au_classifier, au_rgan, audio_to_au, sync_expert, tcn_sa  # noqa: F401
+#: name -> ModelSpec. Add a model: write models/NAME.py with SPEC = ModelSpec(...) and one line here
+#: (or ``MODELS.register(NAME)(SPEC)`` from anywhere, as tests/test_toy_generator.py does).
+MODELS: Registry[ModelSpec] = Registry("model")
+MODELS.register("au_classifier", lazy="talkbench.models.au_classifier:SPEC")
+MODELS.register("audio_to_au", lazy="talkbench.models.audio_to_au:SPEC")
+MODELS.register("au_rgan", lazy="talkbench.models.au_rgan:SPEC")
+MODELS.register("tcn_sa", lazy="talkbench.models.tcn_sa:SPEC")
+MODELS.register("sync_expert", lazy="talkbench.models.sync_expert:SPEC")
+
+
+def get_spec(name: str) -> ModelSpec:
+    return MODELS.get(name)
+
+
+def generator_names() -> list[str]:
+    """Registered models with a generate entry (materialises the specs: imports torch)."""
+    return [n for n, s in MODELS.items() if s.is_generator]

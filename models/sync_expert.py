@@ -13,8 +13,11 @@ from pydantic import Field
 from torch import nn
 
 from talkbench.config import StrictModel
-from talkbench.models.layers import MfccCNN, down, level_channels
-from talkbench.models.registry import register_model
+from talkbench.errors import ConfigError
+from talkbench.models.data import DataSpec
+from talkbench.models.layers import MfccCNN, down, level_channels, to_image
+from talkbench.models.objective import Objective
+from talkbench.models.registry import ModelSpec
 from talkbench.schema import HOPS_PER_FRAME, MFCC_DIM
 
 
@@ -33,7 +36,6 @@ class SyncExpertConfig(StrictModel):
         return self.frames * HOPS_PER_FRAME
 
 
-@register_model("sync_expert")
 class SyncExpert(nn.Module):
     Config = SyncExpertConfig
 
@@ -59,8 +61,52 @@ class SyncExpert(nn.Module):
         return (self.embed_video(mouths) - self.embed_audio(windows)).norm(dim=-1)
 
 
+class SyncLossConfig(StrictModel):
+    margin: float = Field(1.0, gt=0.0, description="contrastive margin on the distance of unit embeddings")
+
+
+class SyncObjective(Objective):
+    """SyncNet's contrastive loss: pull in-sync pairs together, push shifted pairs beyond the margin."""
+
+    LossConfig = SyncLossConfig
+
+    def data_spec(self) -> DataSpec:
+        c = self.model_cfg
+        if self.data_cfg.audio_feature != "mfcc":
+            raise ConfigError("sync_expert trains on data.audio_feature=mfcc")
+        return DataSpec(mouth_size=(c.mouth_height, c.mouth_width), sync_frames=c.frames)
+
+    def _distances(self, model, batch):
+        mouths = to_image(batch["mouth"])
+        d_pos = model(mouths, batch["audio"])
+        d_neg = model(mouths, batch["audio_neg"])
+        return d_pos.float(), d_neg.float()
+
+    def loss(self, group, parts, batch):
+        d_pos, d_neg = self._distances(parts["model"], batch)
+        loss = (d_pos.pow(2).mean() + F.relu(self.loss_cfg.margin - d_neg).pow(2).mean()) / 2
+        return loss, {"loss": loss.item(), "d_pos": d_pos.mean().item(), "d_neg": d_neg.mean().item()}
+
+    @torch.no_grad()
+    def validate(self, model, batches):
+        pos, neg = zip(*(self._distances(model, b) for b in batches), strict=True)
+        pos, neg = torch.cat(pos), torch.cat(neg)
+        return {"val_d_pos": pos.mean().item(), "val_d_neg": neg.mean().item(),
+                "val_pair_acc": (pos < neg).float().mean().item()}
+
+
 def load_sync_expert(path: str) -> SyncExpert:
     """A trained sync expert from a checkpoint (folder or model.safetensors), in eval mode on the CPU."""
     from talkbench.models.checkpoint import load_model
 
     return load_model(path, expect="sync_expert")[0]
+
+
+SPEC = ModelSpec(
+    module=SyncExpert, config=SyncExpertConfig, objective=SyncObjective,
+    description="SyncNet-style mouth/audio embeddings (the tb-sync judge)",
+    tiny=("model.mouth_height=16", "model.mouth_width=32", "model.base_channels=8", "model.levels=3",
+          "model.audio_channels=[8,16]", "model.embed_dim=16", "data.sync_min_shift=3", "data.sync_max_shift=8"),
+    small=("model.base_channels=16",), seq_len=5,
+    overfit=((), 60, 3e-3, 4),
+)

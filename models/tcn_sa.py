@@ -12,8 +12,16 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from talkbench.config import StrictModel
 from talkbench.models.discriminator import FrameDiscriminator
-from talkbench.models.generator import GeneratorConfig, TalkingHeadGenerator
-from talkbench.models.registry import register_model
+from talkbench.models.generator import (
+    SMALL_GENERATOR,
+    TINY_GENERATOR,
+    GANGenerateOptions,
+    GeneratorConfig,
+    GeneratorObjective,
+    TalkingHeadGenerator,
+    generate_frames,
+)
+from talkbench.models.registry import ModelSpec
 
 
 class TCNConfig(StrictModel):
@@ -73,7 +81,6 @@ class TCNSAFusion(nn.Module):
         return self.proj(self.blocks(x.transpose(1, 2)).transpose(1, 2))
 
 
-@register_model("tcn_sa")
 class TCNSA(nn.Module):
     Config = TCNSAConfig
 
@@ -85,3 +92,12 @@ class TCNSA(nn.Module):
 
     def forward(self, identity: torch.Tensor, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.generator(identity, windows)
+
+
+SPEC = ModelSpec(
+    module=TCNSA, config=TCNSAConfig, objective=GeneratorObjective, generate=generate_frames,
+    generate_options=GANGenerateOptions,
+    description=__doc__.splitlines()[0],
+    tiny=(*TINY_GENERATOR, "model.fusion.channels=[16,32]", "model.fusion.dropout=0.0"), small=(*SMALL_GENERATOR, "model.fusion.channels=[256,512]"), seq_len=16,
+    overfit=(("model.discriminator.enabled=false",), 60, 5e-3, 1),
+)

@@ -56,16 +56,14 @@ class TrainConfig(StrictModel):
 
 def run_config_class(model_name: str) -> type[StrictModel]:
     """The full config of training ``model_name``: model, loss, data and train sections."""
-    from talkbench.models.objectives import OBJECTIVES
-    from talkbench.models.registry import MODELS, load_all
+    from talkbench.models.registry import MODELS
 
-    load_all()
-    model_cls = MODELS.get(model_name)
-    loss_cls = OBJECTIVES.get(model_name).LossConfig
+    spec = MODELS.get(model_name)
+    loss_cls = spec.loss_config
     return create_model(
-        f"{model_cls.__name__}RunConfig",
+        f"{spec.module.__name__}RunConfig",
         __base__=StrictModel,
-        model=(model_cls.Config, Field(default_factory=model_cls.Config)),
+        model=(spec.config, Field(default_factory=spec.config)),
         loss=(loss_cls, Field(default_factory=loss_cls)),
         data=(DataConfig, Field(default_factory=DataConfig)),
         train=(TrainConfig, Field(default_factory=TrainConfig)),
@@ -177,9 +175,9 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 
     from talkbench.models.checkpoint import latest_checkpoint, load_state, save_checkpoint, weights_path
-    from talkbench.models.objectives import OBJECTIVES
     from talkbench.models.registry import MODELS
 
+    spec = MODELS.get(model_name)
     tc: TrainConfig = cfg.train
     if device.type == "cpu" and tc.cpu_threads:
         torch.set_num_threads(tc.cpu_threads)
@@ -188,10 +186,10 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
 
     # -- model, objective, optimizers (same seed on every rank: identical init) -----------------------
     torch.manual_seed(tc.seed)
-    model = MODELS.get(model_name)(cfg.model).to(device)
+    model = spec.build(cfg.model).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    objective = OBJECTIVES.get(model_name)(cfg.model, cfg.loss, cfg.data)
+    objective = spec.objective(cfg.model, cfg.loss, cfg.data)
     objective.setup(device)
     parts = objective.parts(model)
     opts = {}

@@ -1,0 +1,185 @@
+"""The generator protocol: how any talkbench generator makes frames, and the one adapter that runs it.
+
+``talkbench generate`` and ``checkpoint:CKPT`` benchmark submissions both go through
+``CheckpointGenerator``: it reads the checkpoint's model name, looks up that model's ``ModelSpec`` and
+calls ``spec.generate(model, inputs)``. Everything model-specific happens inside that entry, so a
+one-pass GAN (AU-RGAN, TCN-SA), an iterative sampler (a diffusion renderer running N denoising steps)
+or a render-then-refine pipeline (a 3-D face render refined by a network) all fit the same call.
+
+How to add a generator (2-3 files, nothing else to touch)
+--------------------------------------------------------
+1. ``models/NAME.py`` holds the model, its training objective and its generate entry::
+
+       class MyConfig(StrictModel): ...                    # every hyper-parameter, with defaults
+       class MyModel(nn.Module):
+           def __init__(self, cfg: MyConfig): ...
+       class MyObjective(Objective):                        # models/objective.py: the training protocol
+           LossConfig = MyLossConfig
+           def data_spec(self) -> DataSpec: ...             # which shard columns a batch holds
+           def loss(self, group, parts, batch): ...         # -> (loss tensor, logs)
+           def validate(self, model, batches): ...
+       class MyOptions(StrictModel):                        # options a submission may pass (?steps=4)
+           steps: int = 50
+       def generate(model, inputs: GenerationInputs) -> np.ndarray:
+           ...                                              # any inference: one pass, a sampler loop, ...
+           return frames                                    # (inputs.n_frames, S, S, 3) uint8
+       SPEC = ModelSpec(module=MyModel, config=MyConfig, objective=MyObjective, generate=generate,
+                        generate_options=MyOptions, tiny=(...overrides that train in seconds...))
+
+2. One line in ``models/registry.py``: ``MODELS.register("NAME", lazy="talkbench.models.NAME:SPEC")``.
+   The name then appears in ``talkbench train`` choices, ``perf training``, the parametrised model
+   tests (tests/test_models.py) and ``checkpoint:`` submissions, with nothing else to edit.
+3. ``make configs`` (or ``python -m talkbench.models.configs``) writes ``configs/models/NAME.yaml``
+   from the config classes; a test fails while it is stale.
+
+``inputs.identity`` holds the reference face(s) already aligned and resized the way the training shards
+were (the checkpoint records the shards' face settings); ``inputs.audio`` is 16 kHz mono float32. A
+generator that needs per-frame audio features computes them from ``inputs.pipeline_config`` so it sees
+at test time what it saw in training. ``inputs.options`` is the validated ``generate_options`` model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from talkbench.schema import FPS, SAMPLE_RATE
+
+
+@dataclass
+class GenerationInputs:
+    """What every generate entry receives."""
+
+    identity: np.ndarray  # (K, S, S, 3) uint8: K >= 1 aligned reference crops at the model's size
+    audio: np.ndarray  # (N,) float32 mono at SAMPLE_RATE
+    n_frames: int  # frames to return: round(duration * fps)
+    fps: float
+    pipeline_config: dict[str, Any]  # the training shards' landmarks/align/audio_features sections
+    options: Any  # the spec's generate_options instance (or None)
+    device: str = "cpu"
+
+
+class GenerateFn(Protocol):
+    def __call__(self, model: Any, inputs: GenerationInputs) -> np.ndarray:
+        """(n_frames, S, S, 3) uint8 frames."""
+
+
+class CheckpointGenerator:
+    """Any trained talkbench generator checkpoint (folder or model.safetensors) as a benchmark adapter.
+
+    Keyword options other than device/align are the model's ``generate_options`` (validated, so a typo
+    is a clear error rather than a silently ignored setting).
+    """
+
+    batch_size = 1
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", align: bool | str = True, **options: Any):
+        from talkbench.errors import ConfigError, TalkbenchError
+        from talkbench.models.checkpoint import read_metadata
+        from talkbench.models.registry import MODELS
+
+        self.checkpoint = Path(checkpoint)
+        self.device = device
+        self.align = str(align).lower() not in ("false", "0", "no")
+        self.model: Any = None
+        self.meta = read_metadata(self.checkpoint)
+        name = self.meta["talkbench_model"]
+        self.spec = MODELS.get(name)
+        if not self.spec.is_generator:
+            gens = [n for n, s in MODELS.items() if s.is_generator]
+            raise TalkbenchError(f"{self.checkpoint} holds a {name!r} model, not a generator ({', '.join(gens)})")
+        self.options = None
+        if self.spec.generate_options is not None:
+            from pydantic import ValidationError
+
+            try:
+                self.options = self.spec.generate_options.model_validate(options)
+            except ValidationError as e:
+                raise ConfigError(f"{name} generate options {options}: {e}") from None
+        elif options:
+            raise ConfigError(f"{name} takes no generate options, got {options}")
+        self.pipeline_cfg = json.loads(self.meta.get("pipeline_config", "{}"))
+
+    def setup(self) -> None:
+        from talkbench.models.checkpoint import load_model
+
+        self.model, _ = load_model(self.checkpoint, device=self.device)
+
+    @property
+    def image_size(self) -> int | None:
+        return getattr(self.model.cfg, "image_size", None)
+
+    def _reference_crop(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> the aligned (S, S, 3) face crop the model was trained on."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"reference_image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        if self.align:
+            from talkbench.pipelines.face import process_frames
+            from talkbench.pipelines.stages.align import AlignConfig
+            from talkbench.pipelines.stages.landmarks import LandmarksConfig
+
+            out = process_frames(image[None], FPS, LandmarksConfig.model_validate(self.pipeline_cfg.get("landmarks", {})),
+                                 AlignConfig.model_validate(self.pipeline_cfg.get("align", {})))
+            if not out["face_found"][0]:
+                raise ValueError("no face found in the reference image")
+            image = out["face_crop"][0]
+        size = self.image_size
+        if size and image.shape[:2] != (size, size):
+            import cv2
+
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        return image
+
+    def generate(self, reference_image: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> np.ndarray:
+        """Frames (T, S, S, 3) uint8 with T = round(duration * fps). ``reference_image`` may also be a
+        list of images (generators that condition on several references use them all)."""
+        if self.model is None:
+            self.setup()
+        audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
+        n = round(len(audio) / SAMPLE_RATE * fps)
+        if n < 1:
+            raise ValueError("the audio is shorter than one video frame")
+        refs = reference_image if isinstance(reference_image, list | tuple) else [reference_image]
+        identity = np.stack([self._reference_crop(r) for r in refs])
+        inputs = GenerationInputs(identity=identity, audio=audio, n_frames=n, fps=fps,
+                                  pipeline_config=self.pipeline_cfg, options=self.options, device=self.device)
+        frames = np.asarray(self.spec.generate(self.model, inputs))
+        if frames.dtype != np.uint8 or frames.ndim != 4 or len(frames) != n:
+            raise ValueError(f"{self.meta['talkbench_model']} generate returned {frames.shape} {frames.dtype}; "
+                             f"expected ({n}, S, S, 3) uint8")
+        return frames
+
+
+def generate_video(checkpoint: str | Path, reference: str | Path, audio_path: str | Path, out: str | Path,
+                   device: str = "cpu", align: bool = True, **options: Any) -> Path:
+    """``talkbench generate``: read the reference image and the audio, write an MP4 with the audio muxed."""
+    from talkbench.errors import ClipError, TalkbenchError
+    from talkbench.media import read_audio, write_video
+
+    ref = Path(reference)
+    if not ref.is_file():
+        raise TalkbenchError(f"reference image not found: {ref}")
+    try:
+        from PIL import Image
+
+        image = np.asarray(Image.open(ref).convert("RGB"))
+    except OSError as e:
+        raise TalkbenchError(f"{ref}: not an image: {e}") from None
+    if not Path(audio_path).is_file():
+        raise TalkbenchError(f"audio file not found: {audio_path}")
+    try:
+        audio = read_audio(audio_path, SAMPLE_RATE)
+    except ClipError as e:
+        raise TalkbenchError(e.message) from None
+    gen = CheckpointGenerator(checkpoint, device=device, align=align, **options)
+    gen.setup()
+    try:
+        frames = gen.generate(image, audio, FPS)
+    except ValueError as e:
+        raise TalkbenchError(str(e)) from None
+    return write_video(out, frames, FPS, audio[: round(len(frames) / FPS * SAMPLE_RATE)], SAMPLE_RATE)
