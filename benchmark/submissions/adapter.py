@@ -1,0 +1,78 @@
+"""Adapter submissions: the harness runs a generator object over the task and keeps its videos."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from talkbench.benchmark.submissions.base import META_KEYS, ClipOutput, ItemInputs, Submission, check_frames
+from talkbench.benchmark.tasks import TaskManifest
+from talkbench.errors import ClipError, TalkbenchError
+
+
+class AdapterSubmission(Submission):
+    """Runs a generator object over the task: ``generate(reference_image, audio_16k, fps) -> frames``."""
+
+    def __init__(self, obj: Any, spec: str, name: str | None, identity: dict[str, Any],
+                 length_tolerance: int = 1):
+        methods = ("generate", "generate_batch", "generate_item")
+        if not any(callable(getattr(obj, m, None)) for m in methods):
+            raise TalkbenchError(f"submission {spec!r}: {type(obj).__name__} has no generate() method")
+        self.obj = obj
+        self.length_tolerance = length_tolerance
+        meta = {k: str(getattr(obj, k)) for k in META_KEYS if isinstance(getattr(obj, k, None), str | int | float)}
+        super().__init__(spec=spec, name=name or meta.get("model") or spec, identity=identity, meta=meta)
+
+    def setup(self, task: TaskManifest) -> None:
+        setup = getattr(self.obj, "setup", None)
+        if callable(setup):
+            params = inspect.signature(setup).parameters
+            setup(task) if params else setup()
+
+    def outputs(self, inputs: Iterator[ItemInputs]) -> Iterator[ClipOutput]:
+        batch_fn = getattr(self.obj, "generate_batch", None)
+        size = int(getattr(self.obj, "batch_size", 1) or 1) if callable(batch_fn) else 1
+        batch: list[ItemInputs] = []
+        for inp in inputs:
+            batch.append(inp)
+            if len(batch) >= size:
+                yield from self._run(batch, batch_fn if size > 1 else None)
+                batch = []
+        if batch:
+            yield from self._run(batch, batch_fn if size > 1 else None)
+
+    def _run(self, batch: list[ItemInputs], batch_fn: Callable | None) -> Iterator[ClipOutput]:
+        if batch_fn is not None:
+            try:
+                results = list(batch_fn([b.reference_image for b in batch], [b.item.audio for b in batch],
+                                        batch[0].item.fps))
+                if len(results) != len(batch):
+                    raise ValueError(f"generate_batch returned {len(results)} outputs for {len(batch)} inputs")
+            except Exception as e:  # noqa: BLE001 - the adapter's failure is recorded per clip
+                results = [ClipError("generate_failed", f"{type(e).__name__}: {e}")] * len(batch)
+        else:
+            results = []
+            for b in batch:
+                try:
+                    results.append(self.generate_one(b))
+                except ClipError as e:
+                    results.append(e)
+                except Exception as e:  # noqa: BLE001
+                    results.append(ClipError("generate_failed", f"{type(e).__name__}: {e}"))
+        for b, r in zip(batch, results, strict=True):
+            out = ClipOutput(b)
+            if isinstance(r, ClipError):
+                out.error = r
+            else:
+                try:
+                    out.info["n_frames_submitted"] = int(len(r))
+                    out.frames = check_frames(r, b.item.clip.n_frames, self.length_tolerance)
+                except ClipError as e:
+                    out.error = e
+                except TypeError as e:
+                    out.error = ClipError("bad_output", f"{type(e).__name__}: {e}")
+            yield out
+
+    def generate_one(self, inp: ItemInputs) -> Any:
+        return self.obj.generate(inp.reference_image, inp.item.audio, inp.item.fps)

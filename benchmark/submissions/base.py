@@ -1,0 +1,120 @@
+"""What every submission kind shares: the per-clip error kinds, the Submission protocol, frame checks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from talkbench.benchmark.tasks import TaskItem, TaskManifest
+from talkbench.errors import ClipError
+
+#: Every per-clip error a submission can produce, with what it means.
+SUBMISSION_ERROR_KINDS: dict[str, str] = {
+    "missing": "the submission has no video for this clip",
+    "unreadable": "the video cannot be decoded (not a video, empty file, truncated...)",
+    "unsafe_path": "the file is a link or path that leads outside the submission folder",
+    "empty": "no frames, or frames of zero size",
+    "nan_frames": "the generated frames contain NaN or infinite values",
+    "bad_output": "the generator returned something that is not (T, H, W, 3) uint8 frames",
+    "wrong_length": "the frame count differs from the task's by more than the tolerance",
+    "generate_failed": "the adapter raised an exception for this clip",
+    "no_face": "no face was found on any generated frame",
+    "preprocess_failed": "face processing of the generated frames failed",
+    "reference_failed": "the task's own ground truth / reference video could not be processed (not the "
+    "submission's fault; the same for every submission)",
+}
+
+VIDEO_SUFFIX = ".mp4"
+META_FILE = "submission.yaml"
+META_KEYS = ("model", "version", "url", "licence", "license", "description", "authors")
+
+
+@dataclass
+class ItemInputs:
+    """What a submission may use to make one clip. ``ground_truth`` is only for the built-ins."""
+
+    item: TaskItem
+    reference_image: np.ndarray  # (H, W, 3) uint8: the reference clip's identity frame, source size
+    ground_truth: Callable[[], np.ndarray] | None  # lazily decoded GT frames (paired tasks)
+
+
+@dataclass
+class ClipOutput:
+    """One clip's generated frames (conformed to the task length) or the reason there are none."""
+
+    inputs: ItemInputs
+    frames: np.ndarray | None = None
+    error: ClipError | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # per-clip facts worth recording
+
+
+@dataclass
+class Submission:
+    """Base class: ``outputs(inputs)`` yields one :class:`ClipOutput` per task item, in task order."""
+
+    spec: str
+    name: str
+    identity: dict[str, Any] = field(default_factory=dict)  # what the identity hash is made of
+    meta: dict[str, Any] = field(default_factory=dict)  # submission.yaml / adapter attributes
+    keeps_videos: bool = True  # False for folders: the videos already exist
+    problems: list[dict[str, str]] = field(default_factory=list)  # submission-level findings (extra files)
+
+    @property
+    def identity_hash(self) -> str:
+        blob = yaml.safe_dump(self.identity, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def setup(self, task: TaskManifest) -> None:
+        """Check the submission against the task before any clip is scored."""
+
+    def outputs(self, inputs: Iterator[ItemInputs]) -> Iterator[ClipOutput]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release temporary files."""
+
+
+# --------------------------------------------------------------------------- frame checks
+
+
+def check_frames(frames: Any, expected: int, tolerance: int) -> np.ndarray:
+    """Validate generated frames and conform them to ``expected`` length, or raise ClipError.
+
+    Within ``tolerance`` frames the output is trimmed or padded with its last frame (encoders and
+    resampling often differ by one frame); beyond it the clip fails as ``wrong_length``.
+    """
+    try:
+        arr = np.asarray(frames)
+    except Exception as e:  # noqa: BLE001 - any conversion failure is the submission's fault
+        raise ClipError("bad_output", f"frames cannot be converted to an array: {e}") from None
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ClipError("bad_output", f"frames must be (T, H, W, 3), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ClipError("empty", f"no frames or zero-size frames: shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).any(axis=(1, 2, 3)).sum())
+        raise ClipError("nan_frames", f"{bad} of {arr.shape[0]} frames contain NaN or inf values")
+    if arr.dtype != np.uint8:
+        raise ClipError("bad_output", f"frames must be uint8 RGB in 0..255, got dtype {arr.dtype}")
+    n = arr.shape[0]
+    if abs(n - expected) > tolerance:
+        raise ClipError("wrong_length", f"{n} frames, the task needs {expected} (tolerance {tolerance})")
+    if n > expected:
+        arr = arr[:expected]
+    elif n < expected:
+        arr = np.concatenate([arr, np.repeat(arr[-1:], expected - n, axis=0)])
+    return arr
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,130 @@
+"""Outputs-first submissions: ``<clip_id>.mp4`` files in a folder or an archive of one."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from talkbench.benchmark.submissions.archive import _is_archive, _safe_member_name, extract_archive
+from talkbench.benchmark.submissions.base import (
+    META_FILE,
+    META_KEYS,
+    VIDEO_SUFFIX,
+    ClipOutput,
+    ItemInputs,
+    Submission,
+    check_frames,
+    file_sha256,
+)
+from talkbench.benchmark.tasks import TaskItem, TaskManifest
+from talkbench.errors import ClipError, TalkbenchError
+
+
+class FolderSubmission(Submission):
+    """``<clip_id>.mp4`` files in a folder (or in the single top folder of an archive)."""
+
+    def __init__(self, path: str | Path, name: str | None = None, length_tolerance: int = 1):
+        src = Path(path)
+        if not src.exists():
+            raise TalkbenchError(f"submission not found: {src}")
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        refused: list[str] = []
+        if _is_archive(src):
+            self._tmp = tempfile.TemporaryDirectory(prefix="talkbench-sub-")
+            refused = extract_archive(src, Path(self._tmp.name))
+            root = Path(self._tmp.name)
+            entries = list(root.iterdir())
+            if len(entries) == 1 and entries[0].is_dir():  # archive of a folder
+                root = entries[0]
+        elif src.is_dir():
+            root = src
+        else:
+            raise TalkbenchError(f"submission {src} is neither a folder nor a .zip/.tar archive")
+        self.root = root.resolve()
+        self.length_tolerance = length_tolerance
+        meta = self._read_meta()
+        files = sorted(p for p in self.root.rglob("*") if p.is_file() or p.is_symlink())
+        identity = {"kind": "folder", "files": {str(p.relative_to(self.root)): self._file_id(p) for p in files}}
+        display = name or meta.get("model") or src.name
+        if meta.get("version") and not name:
+            display = f"{display} {meta['version']}"
+        super().__init__(spec=str(src), name=str(display), identity=identity, meta=meta, keeps_videos=False)
+        self.problems = [{"file": r, "error_kind": "unsafe_path",
+                          "error": "archive member refused (absolute path, '..' or a link)"} for r in refused]
+
+    def _file_id(self, p: Path) -> str:
+        if p.is_symlink() or not p.resolve().is_relative_to(self.root):
+            return f"link->{p.readlink() if p.is_symlink() else p.resolve()}"
+        return file_sha256(p)
+
+    def _read_meta(self) -> dict[str, Any]:
+        path = self.root / META_FILE
+        if not path.is_file():
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise TalkbenchError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise TalkbenchError(f"{path}: must be a mapping of {', '.join(META_KEYS)}")
+        return {str(k): str(v) for k, v in data.items() if k in META_KEYS}
+
+    def setup(self, task: TaskManifest) -> None:
+        wanted = {c.clip_id for c in task.clips}
+        for p in sorted(self.root.iterdir()):
+            if p.name == META_FILE or p.is_dir():
+                continue
+            if p.suffix != VIDEO_SUFFIX:
+                self.problems.append({"file": p.name, "error_kind": "extra",
+                                      "error": f"not a {VIDEO_SUFFIX} file; ignored"})
+            elif p.stem not in wanted:
+                self.problems.append({"file": p.name, "error_kind": "extra",
+                                      "error": f"no clip {p.stem!r} in task {task.ref}; ignored"})
+
+    def video_path(self, clip_id: str) -> Path:
+        """The clip's video, refusing anything that resolves outside the folder."""
+        if _safe_member_name(clip_id) is None or "/" in clip_id:
+            raise ClipError("unsafe_path", f"clip id {clip_id!r} is not a plain file name")
+        path = self.root / f"{clip_id}{VIDEO_SUFFIX}"
+        if not path.exists() and not path.is_symlink():
+            raise ClipError("missing", f"no {path.name} in the submission")
+        if path.is_symlink() or not path.resolve().is_relative_to(self.root):
+            raise ClipError("unsafe_path", f"{path.name} is a link (to {path.resolve()}); links are refused")
+        return path
+
+    def read(self, item: TaskItem) -> tuple[np.ndarray, dict[str, Any]]:
+        from talkbench.media import read_av
+
+        path = self.video_path(item.clip_id)
+        try:
+            decoded = read_av(path, fps=item.fps, sample_rate=item.sample_rate)
+        except ClipError as e:
+            raise ClipError("unreadable", f"{path.name}: {e.kind}: {e.message}") from None
+        except Exception as e:  # noqa: BLE001 - a decoder failure is the submission's, not ours
+            raise ClipError("unreadable", f"{path.name}: {type(e).__name__}: {e}") from None
+        info: dict[str, Any] = {"video_audio": decoded.audio is not None}
+        if decoded.audio is not None:
+            info["video_audio_diff_s"] = round(len(decoded.audio) / item.sample_rate - len(item.audio)
+                                               / item.sample_rate, 4)
+        return decoded.frames, info
+
+    def outputs(self, inputs: Iterator[ItemInputs]) -> Iterator[ClipOutput]:
+        for inp in inputs:
+            out = ClipOutput(inp)
+            try:
+                frames, out.info = self.read(inp.item)
+                out.info["n_frames_submitted"] = int(len(frames))
+                out.frames = check_frames(frames, inp.item.clip.n_frames, self.length_tolerance)
+            except ClipError as e:
+                out.error = e
+            yield out
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
