@@ -84,8 +84,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from talkbench.benchmark.evaluator import summary_table
     from talkbench.benchmark.harness import run_submissions
+    from talkbench.benchmark.leaderboard import summary_text
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     results = run_submissions(args.task, args.submission, name=args.name, tracking_uri=args.tracking_uri,
@@ -93,7 +93,8 @@ def _run(args: argparse.Namespace) -> int:
                               length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device,
                               keep_videos=not args.no_keep_videos)
     for result, run_id in results:
-        print(summary_table(result))
+        assert result.record is not None  # the harness builds it
+        print(summary_text(result.record))
         print(f"  MLflow run {run_id}" + (f"; videos kept in {result.videos_dir}" if result.videos_dir else ""))
     return 0
 

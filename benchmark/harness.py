@@ -9,6 +9,7 @@ from pathlib import Path
 from talkbench.benchmark import runs
 from talkbench.benchmark.evaluator import EvalResult, evaluate
 from talkbench.benchmark.preprocess import Preprocessor
+from talkbench.benchmark.records import Provenance, RunRecord
 from talkbench.benchmark.submissions import load_submission
 from talkbench.benchmark.tasks import load_task
 from talkbench.errors import TalkbenchError
@@ -40,12 +41,14 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
             supersedes.append(runs.check_duplicate(task, sub, rerun))
     base = Path(outputs_dir) if outputs_dir else DEFAULT_OUTPUTS / slug(task.ref.replace("@", "-v"))
     pre = Preprocessor(task)
+    provenance = Provenance.current()
     out: list[tuple[EvalResult, str | None]] = []
     try:
         for i, sub in enumerate(subs):
             videos = base / slug(sub.name) if keep_videos else None
             result = evaluate(task, sub, metric_names=metrics, videos_dir=videos, device=device, preprocessor=pre)
-            run_id = runs.log_result(result, supersedes[i], length_tolerance) if log_to_mlflow else None
+            result.record = RunRecord.from_result(result, length_tolerance, provenance)
+            run_id = runs.log_result(result, supersedes[i]) if log_to_mlflow else None
             out.append((result, run_id))
     finally:
         pre.close()

@@ -1,6 +1,7 @@
 """Record benchmark results in MLflow: one experiment per task version, one run per submission.
 
-What goes where (GUIDE §5): params for everything that can change a number (task and manifest hash,
+What goes where (GUIDE §5): the run record (``benchmark/records.py``) is the source of everything
+below and is logged itself as ``results.json``: params for everything that can change a number (task and manifest hash,
 submission identity, metric variants, weight hashes, missing-clip policy, talkbench version and git
 commit), metrics for the aggregates and their CI bounds (``psnr``, ``psnr_ci_low``, ``psnr_ci_high``),
 tags for bookkeeping, artifacts for the per-clip table, a results JSON and side-by-side frame grids.
@@ -14,18 +15,13 @@ the leaderboard). Runs that never finished are superseded without asking.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import math
-import platform
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from talkbench import __version__
 from talkbench.benchmark.evaluator import EvalResult
+from talkbench.benchmark.records import RunRecord
 from talkbench.benchmark.submissions import Submission
 from talkbench.benchmark.tasks import TaskManifest
 from talkbench.errors import TalkbenchError
@@ -36,7 +32,7 @@ TAG_SUPERSEDED = "talkbench.superseded_by"
 TAG_SUBMISSION = "talkbench.submission"
 TAG_TASK = "talkbench.task"
 PREFIX = "bench"
-BOOKKEEPING_METRICS = ("n_clips", "n_clips_ok", "n_clips_failed", "coverage", "elapsed_s")
+RECORD_ARTIFACT = "results.json"
 
 
 def experiment_name(task_name: str, version: int) -> str:
@@ -95,107 +91,35 @@ def check_duplicate(task: TaskManifest, submission: Submission, rerun: bool) -> 
     return [r.info.run_id for r in previous]
 
 
-def git_commit() -> str | None:
-    """The commit of the talkbench source tree, when it is a git checkout (read-only query)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
+def log_result(result: EvalResult, supersedes: list[str] | None = None) -> str:
+    """Log one evaluated submission as a new run from its record; mark ``supersedes`` runs; return the run id.
 
-
-def _package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("mediapipe", "av", "numpy", "torch", "scikit-image", "mlflow"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[f"version.{pkg}"] = version(pkg)
-    return out
-
-
-def run_params(result: EvalResult, length_tolerance: int) -> dict[str, str]:
-    task, sub = result.task, result.submission
-    params: dict[str, Any] = {
-        "task": task.name, "task_version": task.version, "task_hash": task.hash, "task_kind": task.kind,
-        "task_split": task.split, "task_n_clips": len(task.clips), "primary_metric": task.primary_metric,
-        "shards_config_hash": task.shards_config_hash or "none",
-        "submission": sub.name, "submission_spec": sub.spec, "submission_hash": sub.identity_hash,
-        "missing_policy": result.missing_policy, "length_tolerance": length_tolerance,
-        "submission_problems": len(sub.problems),
-        "talkbench_version": __version__, "git_commit": git_commit() or "unknown",
-        "python": platform.python_version(), **_package_versions(),
-    }
-    for k, v in sub.meta.items():
-        params[f"submission.{k}"] = v
-    for name, info in result.metrics.items():
-        params[f"variant.{name}"] = info.variant
-        for w, sha in info.weights.items():
-            params[f"weights.{w}"] = sha
-        for key, direction in info.directions.items():
-            params[f"direction.{key}"] = direction
-            params[f"metric.{key}"] = name
-    for name, reason in result.unavailable.items():
-        params[f"unavailable.{name}"] = reason
-    return {k: str(v)[:6000] for k, v in params.items()}
-
-
-def run_metrics(result: EvalResult) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, agg in result.aggregates.items():
-        if math.isfinite(agg.value):
-            out[key] = agg.value
-        if math.isfinite(agg.ci_low):
-            out[f"{key}_ci_low"] = agg.ci_low
-            out[f"{key}_ci_high"] = agg.ci_high
-    n = len(result.rows)
-    out.update(n_clips=n, n_clips_ok=result.n_ok, n_clips_failed=result.n_failed,
-               coverage=result.n_ok / n if n else 0.0, elapsed_s=result.elapsed_s)
-    return out
-
-
-def results_json(result: EvalResult, params: dict[str, str]) -> dict[str, Any]:
-    return {
-        "task": result.task.ref, "task_hash": result.task.hash, "submission": result.submission.name,
-        "submission_hash": result.submission.identity_hash, "missing_policy": result.missing_policy,
-        "params": params,
-        "aggregates": {k: {f: _finite_or_none(v) for f, v in vars(a).items()} for k, a in result.aggregates.items()},
-        "directions": result.directions,
-        "metrics": {n: vars(i) for n, i in result.metrics.items()},
-        "unavailable": result.unavailable,
-        "clip_errors": [{k: r.get(k) for k in ("clip_id", "error_kind", "error")}
-                        for r in result.rows if r["status"] != "ok"],
-        "metric_errors": result.metric_errors,
-        "submission_problems": result.submission.problems,
-        "n_clips": len(result.rows), "n_clips_ok": result.n_ok,
-    }
-
-
-def log_result(result: EvalResult, supersedes: list[str] | None = None, length_tolerance: int = 1) -> str:
-    """Log one evaluated submission as a new run; mark ``supersedes`` runs; return the run id."""
+    Params and metrics are derived from ``result.record`` and the record itself is the ``results.json``
+    artifact the leaderboard reads back.
+    """
     import mlflow
     import pandas as pd
     from mlflow.tracking import MlflowClient
     from PIL import Image
 
+    record = result.record
+    if record is None:
+        raise TalkbenchError("log_result needs the run record (set by the harness)")
     task, sub = result.task, result.submission
     exp_id = _experiment(task)
-    params = run_params(result, length_tolerance)
     tags = {TAG_KIND: "bench", TAG_RUN_KEY: run_key(task, sub), TAG_SUBMISSION: sub.name, TAG_TASK: task.ref,
-            **{f"unavailable.{n}": r for n, r in result.unavailable.items()}}
+            **{f"unavailable.{n}": r for n, r in record.unavailable.items()}}
     if result.videos_dir is not None:
         tags["talkbench.videos_dir"] = str(result.videos_dir.resolve())
     with mlflow.start_run(experiment_id=exp_id, run_name=sub.name, tags=tags) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(run_metrics(result))
+        mlflow.log_params(record.mlflow_params())
+        mlflow.log_metrics(record.mlflow_metrics())
         with tempfile.TemporaryDirectory(prefix="talkbench-run-") as tmp:
             out = Path(tmp)
             pd.DataFrame(result.rows).to_csv(out / "per_clip.csv", index=False)
-            (out / "results.json").write_text(json.dumps(results_json(result, params), indent=2,
-                                                         default=_json_default))
+            (out / RECORD_ARTIFACT).write_text(record.to_json(), encoding="utf-8")
             mlflow.log_artifact(str(out / "per_clip.csv"))
-            mlflow.log_artifact(str(out / "results.json"))
+            mlflow.log_artifact(str(out / RECORD_ARTIFACT))
             if result.grids:
                 grids = out / "grids"
                 grids.mkdir()
@@ -209,13 +133,13 @@ def log_result(result: EvalResult, supersedes: list[str] | None = None, length_t
     return run_id
 
 
-def _finite_or_none(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+def read_record(run_id: str) -> RunRecord:
+    """The run record a run logged (its ``results.json``), validated."""
+    from mlflow.tracking import MlflowClient
 
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+    with tempfile.TemporaryDirectory(prefix="talkbench-record-") as tmp:
+        try:
+            local = MlflowClient().download_artifacts(run_id, RECORD_ARTIFACT, tmp)
+        except Exception as e:  # noqa: BLE001 - any store error means: no readable record
+            raise TalkbenchError(f"run {run_id} has no {RECORD_ARTIFACT}: {type(e).__name__}: {e}") from None
+        return RunRecord.from_json(Path(local).read_bytes(), source=f"run {run_id}: {RECORD_ARTIFACT}")

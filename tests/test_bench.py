@@ -213,6 +213,13 @@ def test_run_records_params_metrics_and_artifacts(builtin_results):
     assert m["ssim_ci_low"] <= m["ssim"] <= m["ssim_ci_high"] and m["n_clips_ok"] == 3
     files = {f.path for f in client.list_artifacts(run_id)}
     assert {"per_clip.csv", "results.json", "grids"} <= files
+    # the run record is the source of the params and metrics, and the leaderboard reads it back
+    from talkbench.benchmark.runs import read_record
+
+    record = read_record(run_id)
+    assert record.to_json() == result.record.to_json() and record.mlflow_params() == p  # (NaN != NaN)
+    assert {k: v for k, v in m.items()} == pytest.approx(record.mlflow_metrics())
+    assert record.aggregates["ssim"].n == 3 and record.aggregates["ssim"].n_undefined == 0
     grids = client.list_artifacts(run_id, "grids")
     assert len(grids) == 3 and all(g.path.endswith(".png") for g in grids)
     local = client.download_artifacts(run_id, "per_clip.csv")
@@ -371,7 +378,7 @@ def test_duplicate_runs_are_refused_or_replaced(bench_env, capsys):
     from mlflow.tracking import MlflowClient
 
     from talkbench.benchmark.harness import run_submissions
-    from talkbench.benchmark.leaderboard import load_board
+    from talkbench.benchmark.board import load_board
     from talkbench.benchmark.runs import TAG_SUPERSEDED
 
     [(_, old_run)] = run_submissions("grid1", ["builtin:shifted?k=5"], metrics=["lmd"], keep_videos=False)
@@ -401,7 +408,7 @@ def test_unpaired_task_scores_no_reference_metrics_only(bench_env):
 
 
 def test_leaderboard_orders_by_primary_metric(bench_env, builtin_results, tmp_path, capsys):
-    from talkbench.benchmark.leaderboard import load_board
+    from talkbench.benchmark.board import load_board
 
     board = load_board("grid3")
     assert board.primary == "lmd" and board.directions["lmd"] == "lower"

@@ -1,0 +1,206 @@
+"""Leaderboard data: the task's active runs as a :class:`Board`, read from their run records.
+
+Rows come from the task's MLflow experiment (finished ``bench`` runs that no later rerun superseded);
+each row's numbers, directions and unavailable metrics come from the run's record (``results.json``,
+:mod:`talkbench.benchmark.records`), never from MLflow parameter names. Rendering is
+:mod:`talkbench.benchmark.leaderboard`'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from talkbench.benchmark.records import BOOKKEEPING_METRICS, RunRecord
+from talkbench.benchmark.runs import (
+    PREFIX,
+    TAG_KIND,
+    TAG_RUN_KEY,
+    TAG_SUPERSEDED,
+    experiment_name,
+    read_record,
+)
+from talkbench.errors import TalkbenchError
+
+log = logging.getLogger(__name__)
+#: per-AU breakdown keys (AU25_mae, AU10_r...) go to a details table; the main table keeps the summaries
+DETAIL_KEY = re.compile(r"^AU\d+_")
+
+
+@dataclass
+class Entry:
+    """One leaderboard row: a run and its record."""
+
+    run_id: str
+    record: RunRecord
+    start_time: int = 0
+    thumbnail: bytes | None = None  # PNG of the first frame grid (HTML only)
+
+    @property
+    def submission(self) -> str:
+        return self.record.submission.name
+
+    @property
+    def spec(self) -> str:
+        return self.record.submission.spec
+
+    @property
+    def n_ok(self) -> int:
+        return self.record.n_clips_ok
+
+    @property
+    def n_clips(self) -> int:
+        return self.record.n_clips
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        return self.record.unavailable
+
+    def value(self, key: str) -> tuple[float, float, float]:
+        """(value, ci_low, ci_high) of a value key; NaN where the run has none."""
+        a = self.record.aggregates.get(key)
+        return (a.value, a.ci_low, a.ci_high) if a is not None else (math.nan, math.nan, math.nan)
+
+    @property
+    def values(self) -> dict[str, tuple[float, float, float]]:
+        return {k: self.value(k) for k in self.record.aggregates}
+
+
+@dataclass
+class Board:
+    task: str  # name@version
+    primary: str
+    directions: dict[str, str]
+    keys: list[str]  # summary metric columns, primary first
+    detail_keys: list[str] = field(default_factory=list)  # per-AU breakdown columns
+    entries: list[Entry] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)  # metric names unavailable in some run
+    skipped: list[str] = field(default_factory=list)  # runs without a readable record, with the reason
+
+    def reasons(self) -> dict[str, str]:
+        """Metric name -> why it is unavailable (first run that says so)."""
+        out: dict[str, str] = {}
+        for e in self.entries:
+            for m, r in e.unavailable.items():
+                out.setdefault(m, r)
+        return out
+
+
+def _resolve_experiment(task: str) -> tuple[str, Any]:
+    """``name`` (latest version with runs) or ``name@N`` -> (name@N, experiment)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    name, _, ver = task.partition("@")
+    if ver:
+        exp = client.get_experiment_by_name(experiment_name(name, int(ver.lstrip("v"))))
+        if exp is None:
+            raise TalkbenchError(f"no benchmark runs for task {task} in {_uri()}")
+        return task, exp
+    found = client.search_experiments(filter_string=f"name LIKE '{PREFIX}/{name}/v%'")
+    versions = []
+    for exp in found:
+        tail = exp.name.rsplit("/v", 1)[-1]
+        if exp.name.startswith(f"{PREFIX}/{name}/v") and tail.isdigit():
+            versions.append((int(tail), exp))
+    if not versions:
+        raise TalkbenchError(f"no benchmark runs for task {name!r} in {_uri()}; "
+                             f"score something first: talkbench bench run --task {name} --submission ...")
+    version, exp = max(versions, key=lambda v: v[0])
+    return f"{name}@{version}", exp
+
+
+def _uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def active_runs(exp_id: str) -> list[Any]:
+    """Finished ``bench`` runs of the experiment that no rerun superseded, newest first, one per run key."""
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient().search_runs([exp_id], filter_string="attributes.status = 'FINISHED'",
+                                      order_by=["attributes.start_time DESC"])
+    out, seen = [], set()
+    for r in runs:
+        tags = r.data.tags
+        if tags.get(TAG_KIND) != "bench" or TAG_SUPERSEDED in tags:
+            continue
+        key = tags.get(TAG_RUN_KEY)
+        if key in seen:  # defensive: one row per submission even if two active runs share a key
+            continue
+        seen.add(key)
+        out.append(r)
+    return out
+
+
+def load_board(task: str, thumbnails: bool = False) -> Board:
+    """Collect the task's active runs into a Board (call ``runs.use_tracking`` first)."""
+    ref, exp = _resolve_experiment(task)
+    entries: list[Entry] = []
+    skipped: list[str] = []
+    for run in active_runs(exp.experiment_id):
+        try:
+            record = read_record(run.info.run_id)
+        except TalkbenchError as e:
+            log.warning("leaderboard %s: skipping %s", ref, e)
+            skipped.append(str(e))
+            continue
+        entry = Entry(run_id=run.info.run_id, record=record, start_time=int(run.info.start_time // 1000))
+        if thumbnails:
+            entry.thumbnail = _thumbnail(entry.run_id)
+        entries.append(entry)
+    if not entries:
+        raise TalkbenchError(f"no finished benchmark runs with a readable record for task {ref}"
+                             + (f" ({skipped[0]})" if skipped else ""))
+    primary = exp.tags.get("talkbench.primary_metric") or entries[0].record.task.primary_metric
+    directions: dict[str, str] = {}
+    for e in entries:
+        for k, d in e.record.directions.items():
+            directions.setdefault(k, d)
+    all_keys = sorted({k for e in entries for k in e.record.aggregates if k not in BOOKKEEPING_METRICS})
+    keys = [k for k in all_keys if not DETAIL_KEY.match(k) or k == primary]
+    if primary in keys:
+        keys.remove(primary)
+        keys.insert(0, primary)
+    board = Board(task=ref, primary=primary, directions=directions, keys=keys,
+                  detail_keys=[k for k in all_keys if k not in keys],
+                  unavailable=sorted({m for e in entries for m in e.unavailable}), skipped=skipped)
+    board.entries = sort_entries(entries, primary, directions.get(primary, "higher"))
+    return board
+
+
+def sort_entries(entries: list[Entry], primary: str, direction: str) -> list[Entry]:
+    """Best first by the primary metric; runs without it last; ties by name for a stable order."""
+    sign = -1.0 if direction == "higher" else 1.0
+
+    def key(e: Entry) -> tuple[int, float, str]:
+        v = e.value(primary)[0]
+        return (1, 0.0, e.submission) if math.isnan(v) else (0, sign * v, e.submission)
+
+    return sorted(entries, key=key)
+
+
+def _thumbnail(run_id: str) -> bytes | None:
+    """The first frame grid of a run, downscaled to a thumbnail PNG."""
+    import io
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    client = MlflowClient()
+    pngs = [f.path for f in client.list_artifacts(run_id, "grids") if f.path.endswith(".png")]
+    if not pngs:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, sorted(pngs)[0], tmp)
+        img = Image.open(local).convert("RGB")
+        img.thumbnail((480, 240))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+    return buf.getvalue()
