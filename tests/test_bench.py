@@ -377,8 +377,8 @@ def test_submission_spec_errors():
 def test_duplicate_runs_are_refused_or_replaced(bench_env, capsys):
     from mlflow.tracking import MlflowClient
 
-    from talkbench.benchmark.harness import run_submissions
     from talkbench.benchmark.board import load_board
+    from talkbench.benchmark.harness import run_submissions
     from talkbench.benchmark.runs import TAG_SUPERSEDED
 
     [(_, old_run)] = run_submissions("grid1", ["builtin:shifted?k=5"], metrics=["lmd"], keep_videos=False)
