@@ -7,18 +7,20 @@ from typing import Any
 
 
 def register(sub: Any, perf_sub: Any) -> None:
+    from talkbench.pipelines.au import AU_BACKENDS
+    from talkbench.pipelines.datasets import DATASETS
     p = sub.add_parser(
         "prepare",
         help="turn a corpus folder into Parquet shards (Dask, resumable)",
         description="Decode, track faces, align, estimate pose and AUs, extract audio features, and write "
         "clips.parquet + frames/*.parquet + manifest.json. Re-running skips completed clips.",
     )
-    p.add_argument("--dataset", required=True, help="dataset adapter: grid, tcd-timit, lrs3, hdtf, folder, synthetic")
+    p.add_argument("--dataset", required=True, help=f"dataset adapter: {', '.join(DATASETS.names())}")
     p.add_argument("--input", required=True, help="corpus root folder")
     p.add_argument("--output", required=True, help="output folder or fsspec URL")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:port)")
-    p.add_argument("--au-backend", choices=["geometric", "openface"], default=None, help="AU estimator")
+    p.add_argument("--au-backend", choices=AU_BACKENDS.names(), default=None, help="AU estimator")
     p.add_argument("--config", default=None, help="pipeline YAML (default: configs/pipeline.yaml values)")
     p.add_argument("--dataset-config", default=None, help="dataset YAML (splits, speaker lists)")
     p.add_argument("--limit", type=int, default=None, help="process at most N clips (in stable order)")

@@ -23,10 +23,8 @@ A LocalCluster (one process per core) is started unless ``--scheduler`` names an
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
-import pkgutil
 import sys
 import time
 from collections import Counter
@@ -61,20 +59,11 @@ def list_records(dataset: str, input_dir: str | Path, cfg: PipelineConfig,
     """The adapter's records in stable (clip id) order, the first ``limit`` of them."""
     from talkbench.pipelines.datasets.base import list_clips
 
-    _import_adapters()
     records = sorted(list_clips(dataset, input_dir, cfg.split, options), key=lambda r: r.clip_id)
     dupes = [k for k, n in Counter(r.clip_id for r in records).items() if n > 1]
     if dupes:
         raise TalkbenchError(f"dataset {dataset!r} gave duplicate clip ids, e.g. {dupes[:3]}")
     return records[:limit] if limit is not None else records
-
-
-def _import_adapters() -> None:
-    """Import every module of ``talkbench.pipelines.datasets``: importing registers the adapters."""
-    import talkbench.pipelines.datasets as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"{pkg.__name__}.{mod.name}")
 
 
 def job_identity(dataset: str, cfg: PipelineConfig) -> dict[str, Any]:

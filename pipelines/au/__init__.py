@@ -1,4 +1,4 @@
-"""AU estimation backends (stage 5), registered by the name used in ``au.backend``.
+"""AU estimation backends (stage 5), registered lazily by the name used in ``au.backend``.
 
 A backend is ``fn(clip, cfg: AUConfig, ctx) -> {"AU25": (T,) float32, ...}`` on OpenFace's 0-5
 scale, NaN on frames it cannot score; AUs it does not give are simply absent from the dict.
@@ -16,4 +16,5 @@ from talkbench.registry import Registry
 AUBackend = Callable[[Any, Any, Any], dict[str, np.ndarray]]
 AU_BACKENDS: Registry[AUBackend] = Registry("AU backend")
 
-from talkbench.pipelines.au import geometric, openface  # noqa: E402,F401  (import registers the backends)
+AU_BACKENDS.register("geometric", lazy="talkbench.pipelines.au.geometric:geometric_backend")
+AU_BACKENDS.register("openface", lazy="talkbench.pipelines.au.openface:openface_backend")

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from talkbench.errors import ConfigError
-from talkbench.pipelines.au import AU_BACKENDS
 
 if TYPE_CHECKING:
     from talkbench.pipelines.core import Clip, WorkerContext
@@ -188,7 +187,6 @@ def _check_inputs(landmarks: np.ndarray, face_found: np.ndarray) -> tuple[np.nda
     return landmarks, valid
 
 
-@AU_BACKENDS.register("geometric")
 def geometric_backend(clip: Clip, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
     """The stage's entry point: needs the landmarks stage's ``landmarks`` and ``face_found``."""
     ft = clip.frames_table

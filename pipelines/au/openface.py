@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from talkbench.errors import ClipError, TalkbenchError
-from talkbench.pipelines.au import AU_BACKENDS
 from talkbench.schema import ALL_AUS
 
 if TYPE_CHECKING:
@@ -140,7 +139,6 @@ def estimate_aus_openface(video: str | Path, n_frames: int, fps: float, binary: 
         return to_frames(read_openface_csv(csv), n_frames, fps, source_index)
 
 
-@AU_BACKENDS.register("openface")
 def openface_backend(clip: Clip, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
     """The stage's entry point: runs on ``clip.record.source_path``."""
     binary = ctx.resource(f"openface_bin:{cfg.openface_bin}", lambda: find_binary(cfg.openface_bin))

@@ -14,7 +14,6 @@ from talkbench.errors import ConfigError
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import (
-    DATASETS,
     VIDEO_EXTENSIONS,
     clip_ids,
     find_files,
@@ -33,7 +32,6 @@ def folder_speaker(rel: Path, rule: str) -> str:
     return rel.parts[-2] if rule == "parent" else rel.parts[0]
 
 
-@DATASETS.register("folder")
 def folder(root: Path, split_cfg: SplitConfig, *, speaker_from: str = "parent",
            extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> Iterator[ClipRecord]:
     if speaker_from not in SPEAKER_RULES:

@@ -28,7 +28,7 @@ from pathlib import Path
 from talkbench.errors import ConfigError
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
-from talkbench.pipelines.datasets.base import DATASETS, Words, clip_ids, find_files, is_hidden, transcript_of
+from talkbench.pipelines.datasets.base import Words, clip_ids, find_files, is_hidden, transcript_of
 from talkbench.pipelines.datasets.splits import Splitter
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,6 @@ def align_folders(root: Path, align_dir: str | None) -> list[Path]:
     return folders or [root]  # .align files mixed in with the videos
 
 
-@DATASETS.register("grid")
 def grid(root: Path, split_cfg: SplitConfig, *, extensions: tuple[str, ...] = (".mpg", ".mp4"),
          align_dir: str | None = None, transcript_from_code: bool = True) -> Iterator[ClipRecord]:
     """GRID clips; ``align_dir`` overrides the alignment search (relative to the root or absolute)."""

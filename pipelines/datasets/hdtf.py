@@ -13,7 +13,7 @@ from pathlib import Path
 
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
-from talkbench.pipelines.datasets.base import DATASETS, clip_ids, find_files
+from talkbench.pipelines.datasets.base import clip_ids, find_files
 from talkbench.pipelines.datasets.splits import Splitter
 
 _INDEX = re.compile(r"^(.+?)_\d+$")
@@ -24,7 +24,6 @@ def hdtf_speaker(stem: str) -> str:
     return match.group(1) if match else stem
 
 
-@DATASETS.register("hdtf")
 def hdtf(root: Path, split_cfg: SplitConfig, *,
          extensions: tuple[str, ...] = (".mp4",)) -> Iterator[ClipRecord]:
     root = Path(root)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
-from talkbench.pipelines.datasets.base import DATASETS, Words, clip_ids, find_files
+from talkbench.pipelines.datasets.base import Words, clip_ids, find_files
 from talkbench.pipelines.datasets.splits import Splitter
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ def parse_lrs3_text(path: Path) -> tuple[str | None, Words | None]:
     return transcript, (tuple(words) or None)
 
 
-@DATASETS.register("lrs3")
 def lrs3(root: Path, split_cfg: SplitConfig, *, official_split: bool = True,
          extensions: tuple[str, ...] = (".mp4",)) -> Iterator[ClipRecord]:
     root = Path(root)

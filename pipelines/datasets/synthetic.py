@@ -17,7 +17,7 @@ from pathlib import Path
 from talkbench.errors import TalkbenchError
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
-from talkbench.pipelines.datasets.base import DATASETS, Words, clip_ids
+from talkbench.pipelines.datasets.base import Words, clip_ids
 from talkbench.pipelines.datasets.splits import Splitter
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ def read_sidecar(video: Path) -> tuple[str | None, Words | None]:
         return None, None
 
 
-@DATASETS.register("synthetic")
 def synthetic(root: Path, split_cfg: SplitConfig) -> Iterator[ClipRecord]:
     root = Path(root)
     marker = root / "corpus.json"

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
-from talkbench.pipelines.datasets.base import DATASETS, clip_ids, find_files, read_sidecar_text
+from talkbench.pipelines.datasets.base import clip_ids, find_files, read_sidecar_text
 from talkbench.pipelines.datasets.splits import Splitter
 
 
-@DATASETS.register("tcd-timit")
 def tcd_timit(root: Path, split_cfg: SplitConfig, *,
               groups: tuple[str, ...] = ("volunteers", "lipspeakers"),
               cameras: tuple[str, ...] = ("straightcam",),

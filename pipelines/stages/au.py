@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from talkbench.config import StrictModel
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
@@ -13,13 +11,22 @@ from talkbench.schema import ALL_AUS, au_column
 
 
 class AUConfig(StrictModel):
-    backend: Literal["geometric", "openface"] = "geometric"
+    backend: str = "geometric"  # validated against AU_BACKENDS below
     calibration: str | None = Field(None, description="geometric: calibration JSON; default the shipped one")
     openface_bin: str | None = Field(None, description="openface: FeatureExtraction path; default from PATH")
     openface_args: list[str] = Field(
         default_factory=list, description="openface: extra arguments, e.g. ['-mloc', 'model/main_clnf_general.txt']"
     )
     openface_timeout_s: float = Field(600.0, gt=0, description="openface: per-clip time limit")
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from talkbench.pipelines.au import AU_BACKENDS
+
+        if v not in AU_BACKENDS:
+            raise ValueError(f"unknown AU backend {v!r}; known: {', '.join(AU_BACKENDS.names())}")
+        return v
 
 
 @register_stage("au", AUConfig)

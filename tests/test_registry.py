@@ -1,0 +1,69 @@
+"""Lazy ``module:attr`` registry entries: names without importing, materialised on get, isolated in tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.registry import Registry
+
+
+def test_lazy_entries_are_listed_without_import_and_loaded_on_get():
+    reg: Registry[object] = Registry("thing")
+    reg.register("dumps", lazy="json:dumps")
+    reg.register("path", lazy="os.path:join")
+    assert reg.names() == ["dumps", "path"] and not reg.is_loaded("dumps")
+    import json
+    import os.path
+
+    assert reg.get("dumps") is json.dumps and reg.get("path") is os.path.join and reg.is_loaded("dumps")
+    with pytest.raises(TalkbenchError, match="unknown thing 'nope'; known: dumps, path"):
+        reg.get("nope")
+
+
+def test_double_registration_is_an_error_but_a_module_may_fill_its_placeholder():
+    reg: Registry[object] = Registry("thing")
+    reg.register("a", lazy="json:dumps")
+    reg.register("a", lazy="json:dumps")  # same target: idempotent
+    with pytest.raises(ValueError, match="twice"):
+        reg.register("a", lazy="json:loads")
+    reg.register("a")(len)  # the module registering itself replaces the placeholder
+    with pytest.raises(ValueError, match="twice"):
+        reg.register("a")(max)
+    with pytest.raises(ValueError, match="module:attr"):
+        reg.register("b", lazy="json")
+
+
+def test_isolated_forgets_entries_added_inside():
+    reg: Registry[object] = Registry("thing")
+    reg.register("a")(len)
+    with reg.isolated():
+        reg.register("toy")(max)
+        reg._clear()
+        assert reg.names() == []
+    assert reg.names() == ["a"]
+
+
+def test_listing_every_registry_imports_nothing_heavy():
+    code = ("import sys; from talkbench.models.registry import MODELS; from talkbench.pipelines.au import AU_BACKENDS;"
+            "from talkbench.pipelines.datasets import DATASETS;"
+            "assert MODELS.names() and AU_BACKENDS.names() and DATASETS.names();"
+            "print(','.join(m for m in ('torch', 'mediapipe', 'cv2', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_au_backend_is_validated_against_the_registry():
+    from talkbench.pipelines.au import AU_BACKENDS
+    from talkbench.pipelines.config import PipelineConfig
+
+    with pytest.raises(ConfigError, match="unknown AU backend 'nope'"):
+        from talkbench.config import build
+
+        build(PipelineConfig, {}, ["au.backend=nope"])
+    with AU_BACKENDS.isolated():
+        AU_BACKENDS.register("toy")(lambda clip, cfg, ctx: {})
+        assert PipelineConfig.model_validate({"au": {"backend": "toy"}}).au.backend == "toy"
