@@ -9,8 +9,6 @@ the same decoder, tracker and warp.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from talkbench.benchmark.metrics.base import AlignedVideo
 from talkbench.benchmark.tasks import TaskManifest
 from talkbench.config import format_validation_error
 from talkbench.errors import ClipError, TalkbenchError
+from talkbench.io import stable_hash
 from talkbench.pipelines.core import WorkerContext
 
 #: ground truth aligned once per process: (settings hash, path, size, mtime) -> AlignedVideo. An LRU of
@@ -50,8 +49,7 @@ class Preprocessor:
                 f"({format_validation_error(e, 'preprocessing')}); re-create the task from current shards") from None
         self.fps = task.fps
         self.sample_rate = task.sample_rate
-        self.settings_hash = hashlib.sha256(
-            json.dumps(task.preprocessing, sort_keys=True).encode()).hexdigest()[:16]
+        self.settings_hash = stable_hash(task.preprocessing, 16)  # in-memory cache key only
         self._tracker: Any = None
         self._ctx = WorkerContext()  # per-run resources of the AU backend (calibration, binary path)
 

@@ -105,16 +105,12 @@ class Provenance(_Model):
     @classmethod
     def current(cls) -> Provenance:
         """This process: talkbench version, source commit, Python and the packages that change numbers."""
-        import contextlib
         import platform
-        from importlib.metadata import PackageNotFoundError, version
 
         from talkbench import __version__
+        from talkbench.io import package_versions
 
-        packages = {}
-        for pkg in PROVENANCE_PACKAGES:
-            with contextlib.suppress(PackageNotFoundError):
-                packages[pkg] = version(pkg)
+        packages = {k: v for k, v in package_versions(PROVENANCE_PACKAGES).items() if v is not None}
         return cls(talkbench_version=__version__, git_commit=git_commit(), python=platform.python_version(),
                    packages=packages)
 

@@ -12,7 +12,6 @@ becomes version N+1 (old versions stay loadable as ``name@N``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from pydantic import Field, ValidationError
 
 from talkbench.config import StrictModel, format_validation_error
 from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.io import atomic_write, stable_hash
 
 TASK_FORMAT = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -71,9 +71,7 @@ class TaskManifest(StrictModel):
 
     def content_hash(self) -> str:
         """sha256 of everything but name, version, creation time and the hash itself."""
-        data = self.model_dump(mode="json", exclude={"name", "version", "created_utc", "hash"})
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()
+        return stable_hash(self.model_dump(mode="json", exclude={"name", "version", "created_utc", "hash"}))
 
     @property
     def ref(self) -> str:
@@ -239,9 +237,7 @@ def save_task(task: TaskManifest, root: str | Path | None = None) -> tuple[TaskM
                                      "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"v{version}.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(stored.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(stored.model_dump(mode="json"), sort_keys=False))
     return stored, path, True
 
 

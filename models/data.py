@@ -9,7 +9,6 @@ samples, so resuming can skip exactly the samples already seen without reading o
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from pydantic import Field
 
 from talkbench.config import StrictModel
 from talkbench.errors import TalkbenchError
+from talkbench.io import sha256_file
 from talkbench.schema import HOPS_PER_FRAME, MEL_BINS, MFCC_DIM, SCHEMA_VERSION, au_column
 
 
@@ -91,7 +91,7 @@ class ShardIndex:
         if not self.root.is_dir():
             raise TalkbenchError(f"shard folder not found: {self.root}")
         self.manifest = _read_manifest(self.root)
-        self.manifest_hash = hashlib.sha256((self.root / "manifest.json").read_bytes()).hexdigest()[:16]
+        self.manifest_hash = sha256_file(self.root / "manifest.json")[:16]
         clips_path = self.root / "clips.parquet"
         if not clips_path.is_file():
             raise TalkbenchError(f"{self.root}: clips.parquet is missing")

@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from talkbench.config import build, config_hash, load, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
+from talkbench.io import package_versions
 from talkbench.pipelines.config import PipelineConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.schema import SCHEMA_VERSION
@@ -365,23 +365,13 @@ def write_manifest(store: Any, dataset: str, input_dir: str | Path, cfg: Pipelin
         "config": cfg.model_dump(mode="json"),
         "config_hash": job["config_hash"],  # every setting but execution.* (those do not change rows)
         "job_hash": job["job_hash"],  # dataset + config_hash: what a rerun on this folder must match
-        "packages": package_versions(),
+        "packages": package_versions(PACKAGES),
         "counts": counts,
         "last_run": {"run_id": summary.run_id, "clips": sum(summary.processed.values()),
                      "skipped": summary.skipped, "frames": summary.frames,
                      "elapsed_s": round(summary.elapsed_s, 3), "frames_per_s": round(summary.frames_per_s, 2)},
         "frames_files": sorted(r["frames_file"] for r in records if r["frames_file"]),
     })
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 # -- command line -----------------------------------------------------------------------------------

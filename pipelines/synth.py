@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from talkbench.errors import TalkbenchError
+from talkbench.io import atomic_path, atomic_write, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -415,21 +415,12 @@ def synthesize_clip(seed: int, speaker: int, clip: int, duration_s: float = 3.0)
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("talkbench", "numpy", "scipy", "scikit-image", "opencv-contrib-python", "av"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "unknown"
-    return out
+    dists = ("talkbench", "numpy", "scipy", "scikit-image", "opencv-contrib-python", "av")
+    return {k: v or "unknown" for k, v in package_versions(dists).items()}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def write_clip(output: Path, clip: SynthClip, seed: int) -> Path:
@@ -439,9 +430,8 @@ def write_clip(output: Path, clip: SynthClip, seed: int) -> Path:
     folder = output / clip.speaker
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"{clip.name}.mp4"
-    tmp = folder / f".{clip.name}.tmp.mp4"
-    write_video(tmp, clip.frames, fps=FPS, audio=clip.audio, sample_rate=SAMPLE_RATE)
-    os.replace(tmp, video)
+    with atomic_path(video) as tmp:
+        write_video(tmp, clip.frames, fps=FPS, audio=clip.audio, sample_rate=SAMPLE_RATE)
     _write_json(folder / f"{clip.name}.json", {
         "speaker": clip.speaker, "clip": clip.name, "seed": seed, "fps": FPS, "sample_rate": SAMPLE_RATE,
         "n_frames": len(clip.frames), "transcript": clip.transcript,

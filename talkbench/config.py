@@ -6,8 +6,6 @@ silently ignored value. Every error names the dotted key, the value given and wh
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,6 +98,6 @@ def load(model: type[M], path: str | Path | None = None, overrides: list[str] | 
 
 def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
     """A stable short hash of a resolved config (sorted JSON), recorded next to every result."""
-    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    from talkbench.io import stable_hash
+
+    return stable_hash(cfg, 16)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from talkbench import __version__
+from talkbench.io import atomic_write
 
 DEFAULT_DIR = Path("reports/perf")
 
@@ -70,8 +71,7 @@ def write_report(name: str, results: dict[str, Any], out_dir: str | Path = DEFAU
         "results": results,
     }
     path = out / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    return path
+    return atomic_write(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

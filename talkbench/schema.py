@@ -29,8 +29,6 @@ HOPS_PER_FRAME = 4  # 10 ms audio hops per 40 ms video frame at 25 fps
 FPS = 25
 SAMPLE_RATE = 16_000
 
-STATUSES = ("ok", "partial", "failed")
-
 #: Every ``error_kind`` a clip row may carry, with what it means. Failed clips always have one;
 #: partial clips carry ``face_gaps``.
 ERROR_KINDS: dict[str, str] = {
@@ -113,10 +111,6 @@ FRAME_FIELDS: list[pa.Field] = [
     pa.field("blur", pa.float32()),  # variance of the Laplacian of the face crop (higher = sharper)
 ]
 FRAMES_SCHEMA = pa.schema(FRAME_FIELDS, metadata={"talkbench_schema": SCHEMA_VERSION})
-
-
-def clip_columns() -> list[str]:
-    return [f.name for f in CLIP_FIELDS]
 
 
 def frame_columns() -> list[str]:

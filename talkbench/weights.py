@@ -13,7 +13,6 @@ first 8 hex digits of the sha256 (``alexnet-owt-7be5be79.pth``): that prefix is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from talkbench.errors import TalkbenchError, WeightsMissingError
+from talkbench.io import atomic_path, atomic_write, sha256_file
 
 HASHES_FILE = "hashes.json"
 
@@ -124,14 +124,6 @@ def missing_weights(names: tuple[str, ...] | list[str]) -> list[str]:
     return [n for n in names if not is_present(n)]
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _read_hashes() -> dict[str, str]:
     p = store_dir() / HASHES_FILE
     if not p.is_file():
@@ -143,10 +135,7 @@ def _read_hashes() -> dict[str, str]:
 
 
 def _write_hashes(hashes: dict[str, str]) -> None:
-    p = store_dir() / HASHES_FILE
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n")
-    tmp.replace(p)
+    atomic_write(store_dir() / HASHES_FILE, json.dumps(hashes, indent=2, sort_keys=True) + "\n")
 
 
 def pinned_sha256(name: str) -> str | None:
@@ -186,14 +175,8 @@ def import_weights(name: str, src: str | Path, force: bool = False) -> Path:
     _check_hash(name, digest, force)
     dest = weight_path(name)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".import-")
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     hashes = _read_hashes()
     hashes[name] = digest
     _write_hashes(hashes)
@@ -246,8 +229,8 @@ def require(name: str) -> Path:
     return path
 
 
-def file_sha256(name: str) -> str:
-    """The verified sha256 of a stored file (for run records)."""
+def verified_sha256(name: str) -> str:
+    """The verified sha256 of the stored weights ``name`` (for run records)."""
     path = require(name)
     return _VERIFIED[str(path)][2]
 

@@ -43,7 +43,7 @@ def _import(args: argparse.Namespace) -> int:
     from talkbench import weights
 
     dest = weights.import_weights(args.name, args.file, force=args.force)
-    print(f"imported {args.name} -> {dest} (sha256 {weights.file_sha256(args.name)})")
+    print(f"imported {args.name} -> {dest} (sha256 {weights.verified_sha256(args.name)})")
     return 0
 
 

@@ -67,3 +67,20 @@ def test_au_backend_is_validated_against_the_registry():
     with AU_BACKENDS.isolated():
         AU_BACKENDS.register("toy")(lambda clip, cfg, ctx: {})
         assert PipelineConfig.model_validate({"au": {"backend": "toy"}}).au.backend == "toy"
+
+
+def test_io_helpers_keep_hashes_stable(tmp_path):
+    """stable_hash is the old config_hash serialisation, so persisted config/task hashes did not move."""
+    import hashlib
+    import json
+
+    from talkbench.config import config_hash
+    from talkbench.io import atomic_write, package_versions, sha256_file, stable_hash
+
+    obj = {"b": [1, 2.5, "x"], "a": {"z": None, "y": True}}
+    old = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert stable_hash(obj) == old and config_hash(obj) == old[:16]
+    path = atomic_write(tmp_path / "sub" / "f.json", "hello")
+    assert path.read_text() == "hello" and sha256_file(path) == hashlib.sha256(b"hello").hexdigest()
+    assert [p.name for p in path.parent.iterdir()] == ["f.json"]  # no temporary left behind
+    assert package_versions(["numpy", "no-such-dist-xyz"])["no-such-dist-xyz"] is None

@@ -10,6 +10,7 @@ import pytest
 
 from talkbench import weights
 from talkbench.errors import TalkbenchError, WeightsMissingError
+from talkbench.io import sha256_file
 from talkbench.weights_cli import register_weights_cli
 
 
@@ -46,13 +47,13 @@ def test_import_pins_hash_and_refuses_a_different_file(store, tmp_path) -> None:
     b = _file(tmp_path, "b.model", b"another file")
     dest = weights.import_weights("syncnet_v2", a)
     assert dest == store / "syncnet_v2.model" and dest.read_bytes() == b"first file"
-    digest = weights.sha256_file(a)
+    digest = sha256_file(a)
     assert json.loads((store / "hashes.json").read_text()) == {"syncnet_v2": digest}
-    assert weights.file_sha256("syncnet_v2") == digest
+    assert weights.verified_sha256("syncnet_v2") == digest
     with pytest.raises(TalkbenchError, match="pinned"):
         weights.import_weights("syncnet_v2", b)
     weights.import_weights("syncnet_v2", b, force=True)
-    assert weights.file_sha256("syncnet_v2") == weights.sha256_file(b)
+    assert weights.verified_sha256("syncnet_v2") == sha256_file(b)
 
 
 def test_changed_file_in_store_is_detected(store, tmp_path) -> None:
@@ -95,4 +96,4 @@ def test_cli_list_and_import(store, tmp_path, capsys) -> None:
     assert _cli(["weights", "list"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("syncnet_v2"))
-    assert "present" in line and weights.sha256_file(src)[:16] in line
+    assert "present" in line and sha256_file(src)[:16] in line

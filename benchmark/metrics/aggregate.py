@@ -29,9 +29,9 @@ class Aggregation:
 def weights_hashes(metric: Metric) -> dict[str, str]:
     if not metric.weights:
         return {}
-    from talkbench.weights import file_sha256
+    from talkbench.weights import verified_sha256
 
-    return {w: file_sha256(w) for w in metric.weights}
+    return {w: verified_sha256(w) for w in metric.weights}
 
 
 def public_keys(metrics: dict[str, Metric]) -> dict[tuple[str, str], str]:

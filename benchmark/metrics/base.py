@@ -1,6 +1,6 @@
 """The metric protocol (the torchmetrics pattern): ``update()`` per clip, ``compute()`` to reduce.
 
-The math lives in pure functions (``functional.py`` and friends) so the same code serves training,
+The math lives in pure functions in each metric module (e.g. ``image.psnr_frames``) so the same code serves training,
 evaluation and distributed reduction; a Metric class only keeps per-clip values and aggregates them.
 """
 

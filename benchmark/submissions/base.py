@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import yaml
 
 from talkbench.benchmark.tasks import TaskItem, TaskManifest
 from talkbench.errors import ClipError
+from talkbench.io import sha256_file
 
 #: Every per-clip error a submission can produce, with what it means.
 SUBMISSION_ERROR_KINDS: dict[str, str] = {
@@ -67,6 +67,8 @@ class Submission:
 
     @property
     def identity_hash(self) -> str:
+        # YAML, not io.stable_hash: this hash keys every stored benchmark run (duplicate check, MLflow);
+        # changing its serialisation would orphan existing runs, so it stays byte-identical
         blob = yaml.safe_dump(self.identity, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -112,9 +114,4 @@ def check_frames(frames: Any, expected: int, tolerance: int) -> np.ndarray:
     return arr
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the submissions' name for it (re-exported)

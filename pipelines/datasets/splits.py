@@ -22,8 +22,6 @@ import hashlib
 from talkbench.errors import ConfigError
 from talkbench.pipelines.config import SplitConfig
 
-SPLITS = ("train", "val", "test")
-
 
 def unit_hash(key: str, seed: int) -> float:
     """A uniform number in [0, 1) from ``(seed, key)``; stable across machines and runs."""
