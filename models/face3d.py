@@ -35,6 +35,9 @@ from talkbench.pipelines.face import (
 
 N_VERTICES = 468  # the mesh without the 10 iris points
 TARGET_DIM_POSE = 6
+#: smallest normalisation std of yaw, pitch, roll (deg) and tx, ty, tz (cm): a near-static training set
+#: (GRID) must not blow a moving target's pose up to tens of standard deviations
+POSE_STD_FLOOR = np.array([2.0, 2.0, 2.0, 0.5, 0.5, 0.5])
 
 ARTIFACT = "face3d.safetensors"
 
@@ -147,6 +150,14 @@ class Face3D:
         """(T, K_exp + 6): expression coefficients then yaw, pitch, roll (deg), tx, ty, tz (cm)."""
         return np.concatenate([exp_coeffs, pose], axis=1).astype(np.float32)
 
+    def set_normalisation(self, targets: np.ndarray) -> None:
+        """Per-dimension mean and std of (T, 70) targets (pose std floored at :data:`POSE_STD_FLOOR`)."""
+        t = np.asarray(targets, np.float64)
+        self.target_mean = t.mean(0)
+        std = np.maximum(t.std(0), 1e-6)
+        std[self.n_exp :] = np.maximum(std[self.n_exp :], POSE_STD_FLOOR)
+        self.target_std = std
+
     def normalise(self, targets: np.ndarray) -> np.ndarray:
         return ((targets - self.target_mean) / self.target_std).astype(np.float32)
 
@@ -223,8 +234,7 @@ def fit(clips: list[ClipShapes], n_id: int = 40, n_exp: int = 64, ridge: float =
     exp_basis, exp_var, exp_expl = _pca(resid, n_exp)
     model = Face3D(mean.reshape(N_VERTICES, 3), id_basis, id_var, exp_basis, exp_var, ridge)
     targets = np.concatenate([model.targets(model.expression_coefficients(c.shapes, c.neutral), c.pose) for c in clips])
-    model.target_mean = targets.mean(0)
-    model.target_std = np.maximum(targets.std(0), 1e-6)
+    model.set_normalisation(targets)
     model.report = {"n_clips": len(clips), "n_frames": int(len(resid)), "n_id": model.n_id, "n_exp": model.n_exp,
                     "identity_explained": id_expl, "expression_explained": exp_expl, "ridge": ridge}
     return model

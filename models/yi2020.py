@@ -1,0 +1,703 @@
+"""Seed 001 end to end: Yi et al. 2020 (arXiv 2002.10137), personalised head pose.
+
+Parts (each in its own module): ``face3d`` (linear face model, the 70-d target), ``mesh_render``
+(the rendered frames), ``audio_to_pose`` (ATC-net), ``memory_gan`` (rendered -> photo-real). This
+module holds what joins them:
+
+* :class:`Target`: one video prepared with the pipeline's own functions (face tracking, pose, MFCC)
+  plus a **head crop** per frame from one fixed box per clip that covers the face's motion (the aligned
+  face crop removes roll, scale and translation, so pose would be invisible in it);
+* the renderer of (expression, pose) sequences into head crops;
+* short explicit training loops (nanoGPT style) for the general models on shards and for the
+  fine-tuning on the first N frames of a target (:func:`personalize`);
+* :func:`generate`: audio -> expression + pose -> rendered head crops -> GAN -> frames (and full frames,
+  blended into the target frame of nearest head rotation, when the target video is given);
+* the ``yi2020`` checkpoint: a folder bundling the three parts (``yi2020.json`` says what is inside).
+
+Ablations (config ``ablation``): ``no_memory`` (AdaIN from the target's own identity feature),
+``render: sketch`` (coloured contours instead of the shaded mesh), ``no_pose`` (the target's first pose
+held: expression only from audio), ``no_personalisation`` (no fine-tuning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from talkbench.config import StrictModel
+from talkbench.errors import TalkbenchError
+from talkbench.models import face3d as f3
+from talkbench.models import mesh_render
+from talkbench.models.audio_to_pose import AudioToPose, AudioToPoseConfig, AudioToPoseLossConfig, atc_loss
+from talkbench.models.memory_gan import (
+    MemoryConfig,
+    MemoryGAN,
+    MemoryGANConfig,
+    MemoryGANLossConfig,
+    SpeakerEmbedding,
+    discriminator_loss,
+    generator_loss,
+)
+from talkbench.schema import FPS, HOPS_PER_FRAME, MFCC_DIM, SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "yi2020.json"
+TARGET = "target.npz"
+
+
+# ---------------------------------------------------------------------------- configuration
+class StageConfig(StrictModel):
+    steps: int = Field(100, ge=0)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+class Yi2020Config(StrictModel):
+    preset: str = "tiny"
+    head_size: int = Field(128, ge=16, description="head crop side (pixels) in the shards/target")
+    head_margin: float = Field(1.5, gt=1.0, description="head box side = margin x the motion-covering face box")
+    n_id: int = Field(40, ge=1)
+    n_exp: int = Field(64, ge=1)
+    face3d_ridge: float = Field(1.0, ge=0.0)
+    seq_len: int = Field(16, ge=2, description="ATC-net sequence length (published: 16)")
+    render: Literal["shaded", "sketch"] = "shaded"
+    ablation: Literal["none", "no_memory", "no_pose", "no_personalisation"] = "none"
+    audio_to_pose: AudioToPoseConfig = Field(default_factory=AudioToPoseConfig)
+    audio_loss: AudioToPoseLossConfig = Field(default_factory=AudioToPoseLossConfig)
+    gan: MemoryGANConfig = Field(default_factory=MemoryGANConfig)
+    gan_loss: MemoryGANLossConfig = Field(default_factory=MemoryGANLossConfig)
+    speaker_dim_base: int = Field(32, ge=1)
+    general_audio: StageConfig = Field(default_factory=lambda: StageConfig(steps=2000, batch_size=16, lr=2e-4))
+    general_gan: StageConfig = Field(default_factory=lambda: StageConfig(steps=2000, batch_size=8, lr=2e-4))
+    speaker: StageConfig = Field(default_factory=lambda: StageConfig(steps=300, batch_size=32, lr=1e-3))
+    finetune_audio: StageConfig = Field(default_factory=lambda: StageConfig(steps=500, batch_size=16, lr=1e-4))
+    finetune_gan: StageConfig = Field(default_factory=lambda: StageConfig(steps=500, batch_size=8, lr=1e-4))
+    finetune_mask: float = Field(2.0, ge=0.0, description="lambda_mask while fine-tuning (published: 2)")
+    seed: int = 0
+
+
+def preset(name: str, overrides: dict[str, Any] | None = None) -> Yi2020Config:
+    """tiny (CPU tests: 32 px, narrow nets, a few steps), small (128 px, a GPU hour), paper (published sizes)."""
+    tiny = {
+        "head_size": 32, "n_exp": 16, "n_id": 8, "seq_len": 8,
+        "audio_to_pose": {"conv_channels": [4, 4, 8, 8, 8], "fc_dims": [32], "lstm_hidden": 16, "n_exp": 16},
+        "gan": {"image_size": 32, "base_channels": 8, "levels": 4, "id_dim": 16, "disc_channels": 8, "disc_layers": 2,
+                "memory": {"slots": 64, "key_dim": 16, "top_k": 8}},
+        "speaker_dim_base": 8,
+        "general_audio": {"steps": 6, "batch_size": 4, "lr": 1e-3}, "general_gan": {"steps": 4, "batch_size": 4, "lr": 1e-3},
+        "speaker": {"steps": 4, "batch_size": 8, "lr": 1e-3},
+        "finetune_audio": {"steps": 8, "batch_size": 4, "lr": 1e-3}, "finetune_gan": {"steps": 4, "batch_size": 4, "lr": 1e-3},
+    }
+    small = {
+        "head_size": 128, "n_exp": 64, "n_id": 40,
+        "audio_to_pose": {"conv_channels": [32, 64, 128, 128, 256], "fc_dims": [1024, 256], "lstm_hidden": 256},
+        "gan": {"image_size": 128, "base_channels": 32, "levels": 7, "id_dim": 256, "disc_channels": 32,
+                "memory": {"slots": 4096, "key_dim": 256, "top_k": 64}},
+        "general_audio": {"steps": 5000}, "general_gan": {"steps": 5000},
+        "finetune_audio": {"steps": 1000}, "finetune_gan": {"steps": 1500},
+    }
+    paper = {"head_size": 256, "gan": {"image_size": 256, "levels": 8},
+             "general_audio": {"steps": 100_000}, "general_gan": {"steps": 100_000},
+             # 100 audio epochs and 60 GAN epochs over 300 frames (published fine-tuning)
+             "finetune_audio": {"steps": 100 * 300 // 16, "lr": 1e-4}, "finetune_gan": {"steps": 60 * 300 // 8, "lr": 1e-4}}
+    table = {"tiny": tiny, "small": small, "paper": paper}
+    if name not in table:
+        raise TalkbenchError(f"unknown yi2020 preset {name!r}: choose from {', '.join(table)}")
+    data = _merge({"preset": name}, table[name])
+    return Yi2020Config.model_validate(_merge(data, overrides or {}))
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------------------- head crops
+def head_box_matrix(landmarks: np.ndarray, valid: np.ndarray, size: int, margin: float = 1.5) -> np.ndarray:
+    """(2, 3) source -> head-crop matrix of one fixed square box per clip: the union of the face's
+    landmark boxes over the valid frames (so every pose of the clip stays inside), centred, side x margin."""
+    pts = np.asarray(landmarks, np.float64)[np.asarray(valid, bool), :, :2]
+    if not len(pts):
+        raise TalkbenchError("no frame with a face: cannot place a head box")
+    lo, hi = np.nanmin(pts, axis=(0, 1)), np.nanmax(pts, axis=(0, 1))
+    centre, side = (lo + hi) / 2, float((hi - lo).max()) * margin
+    s = size / side
+    return np.array([[s, 0, size / 2 - s * centre[0]], [0, s, size / 2 - s * centre[1]]], np.float64)
+
+
+# ---------------------------------------------------------------------------- a prepared target
+@dataclass
+class Target:
+    """One video through the pipeline's face and audio functions, with head crops."""
+
+    landmarks: np.ndarray  # (T, 478, 3) source pixels
+    pose: np.ndarray  # (T, 6)
+    valid: np.ndarray  # (T,) bool
+    mfcc: np.ndarray  # (T, 48) per-frame MFCC rows as the shards store them
+    crops: np.ndarray  # (T, S, S, 3) uint8 head crops
+    crop_matrix: np.ndarray  # (T, 2, 3) source -> crop (the same matrix on every frame for head crops)
+    frame_hw: tuple[int, int]
+    fov: float = 63.0
+    audio: np.ndarray | None = None
+    speaker: str = ""
+    frames: np.ndarray | None = None  # full frames (only for a target video, to blend into)
+
+    def __len__(self) -> int:
+        return len(self.pose)
+
+    def head(self, n: int) -> Target:
+        """The first n frames."""
+        sl = slice(0, n)
+        return Target(self.landmarks[sl], self.pose[sl], self.valid[sl], self.mfcc[sl], self.crops[sl],
+                      self.crop_matrix[sl], self.frame_hw, self.fov,
+                      None if self.audio is None else self.audio[: round(n / FPS * SAMPLE_RATE)], self.speaker,
+                      None if self.frames is None else self.frames[sl])
+
+
+def prepare_target(video: str | Path, head_size: int, margin: float = 1.5, pipeline_config: dict | None = None,
+                   keep_frames: bool = True) -> Target:
+    """Decode a video and run the pipeline's face tracking, pose and MFCC on it; cut head crops."""
+    from talkbench.media import read_av
+    from talkbench.models.features import mfcc_from_audio
+    from talkbench.pipelines.face import process_frames, warp_crops
+    from talkbench.pipelines.stages.landmarks import LandmarksConfig
+    from talkbench.pipelines.stages.pose import PoseConfig
+
+    pc = pipeline_config or {}
+    av = read_av(video)
+    if av.audio is None:
+        raise TalkbenchError(f"{video}: no audio stream (the target's speech is needed to fine-tune)")
+    pose_cfg = PoseConfig.model_validate(pc.get("pose", {}))
+    out = process_frames(av.frames, FPS, LandmarksConfig.model_validate(pc.get("landmarks", {})), pose_cfg=pose_cfg)
+    valid = np.asarray(out["face_found"], bool)
+    if not valid.any():
+        raise TalkbenchError(f"{video}: no face found")
+    m = head_box_matrix(out["landmarks"], valid, head_size, margin)
+    mats = np.repeat(m[None], len(valid), 0)
+    crops = warp_crops(av.frames, mats, (head_size, head_size))
+    mfcc = mfcc_from_audio(av.audio, SAMPLE_RATE, len(valid), pc.get("audio_features"))
+    return Target(out["landmarks"], out["pose"], valid, mfcc, crops, mats, tuple(av.frames.shape[1:3]),
+                  pose_cfg.vertical_fov_deg, av.audio, Path(video).stem, av.frames if keep_frames else None)
+
+
+def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[str, ...] = ("ok", "partial"),
+                        max_clips: int | None = None) -> list[Target]:
+    """The shards' clips as Targets: the ``head`` crops when the shards have them (schema >= 1.1), else
+    the aligned ``face`` crops with their per-frame ``align_matrix`` (pose then is invisible in the
+    crops, but renders and crops still correspond pixel for pixel)."""
+    import cv2
+    import pyarrow.parquet as pq
+
+    from talkbench.models.data import ShardIndex
+
+    index = ShardIndex(root)
+    names = set(pq.read_schema(index.frame_files[0]).names)
+    use_head = "head" in names and "head_matrix" in names
+    img_col, mat_col = ("head", "head_matrix") if use_head else ("face", "align_matrix")
+    cols = ["face_found", "landmarks", "yaw", "pitch", "roll", "tx", "ty", "tz", "mfcc", img_col, mat_col]
+    clips = {c["clip_id"]: c for c in pq.read_table(Path(root) / "clips.parquet",
+                                                     columns=["clip_id", "speaker_id", "source_height",
+                                                              "source_width", "rotation"]).to_pylist()}
+    fov = float((index.manifest.get("config") or {}).get("pose", {}).get("vertical_fov_deg", 63.0))
+    out = []
+    for unit in index.units(split, list(statuses))[:max_clips]:
+        t = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=cols)
+        n = t.num_rows
+        lm = t.column("landmarks").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, -1, 3)
+        pose = np.stack([t.column(c).to_numpy(zero_copy_only=False) for c in ("yaw", "pitch", "roll", "tx", "ty", "tz")], 1)
+        valid = t.column("face_found").to_numpy(zero_copy_only=False).astype(bool) & np.isfinite(pose).all(1)
+        valid &= np.isfinite(lm).all(axis=(1, 2))
+        if valid.sum() < 2:
+            continue
+        mats = t.column(mat_col).combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, 2, 3)
+        blobs = t.column(img_col).to_pylist()
+        first = next(b for b in blobs if b is not None)
+        size = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR).shape[0]
+        crops = np.zeros((n, size, size, 3), np.uint8)
+        for i, b in enumerate(blobs):
+            if b is not None:
+                crops[i] = cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        c = clips.get(unit.clip_id, {})
+        h, w = c.get("source_height"), c.get("source_width")
+        if not h or not w:
+            raise TalkbenchError(f"{root}: clip {unit.clip_id} has no source size (needed to undo the pose's camera)")
+        if (c.get("rotation") or 0) in (90, 270):
+            h, w = w, h
+        mfcc = t.column("mfcc").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        mfcc = mfcc.reshape(n, HOPS_PER_FRAME * MFCC_DIM).astype(np.float32) if mfcc.size == n * 48 else np.zeros((n, 48), np.float32)
+        out.append(Target(lm.astype(np.float32), pose.astype(np.float32), valid, mfcc, crops, mats.astype(np.float64),
+                          (int(h), int(w)), fov, None, c.get("speaker_id") or unit.clip_id))
+    if not out:
+        raise TalkbenchError(f"{root}: no usable clips in split {split!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------- the 3-D face of a target
+def clip_shapes(t: Target) -> f3.ClipShapes:
+    v = t.valid
+    return f3.ClipShapes("", f3.frontalise(t.landmarks[v], t.pose[v], t.frame_hw[0], t.fov), t.pose[v])
+
+
+def fit_face3d(targets: list[Target], cfg: Yi2020Config) -> f3.Face3D:
+    return f3.fit([clip_shapes(t) for t in targets], cfg.n_id, cfg.n_exp, cfg.face3d_ridge)
+
+
+def coefficients(model: f3.Face3D, t: Target, neutral: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 70) targets (expression from the frontalised landmarks, stored pose; invalid frames filled
+    from the nearest valid one) and the neutral used."""
+    cs = clip_shapes(t)
+    neutral = cs.neutral if neutral is None else neutral
+    exp = np.zeros((len(t), model.n_exp))
+    exp[t.valid] = model.expression_coefficients(cs.shapes, neutral)
+    pose = t.pose.astype(np.float64).copy()
+    idx = np.flatnonzero(t.valid)
+    nearest = idx[np.clip(np.searchsorted(idx, np.arange(len(t))), 0, len(idx) - 1)]
+    exp, pose = exp[nearest], pose[nearest]
+    return model.targets(exp, pose), neutral
+
+
+@dataclass
+class Appearance:
+    """What the renderer needs of one person: neutral shape, vertex colours, camera and crop geometry."""
+
+    neutral: np.ndarray  # (468, 3) head coordinates
+    colours: np.ndarray  # (468, 3) RGB
+    crop_matrix: np.ndarray  # (2, 3) source -> crop
+    crop_size: int
+    frame_hw: tuple[int, int]
+    fov: float
+
+    def save(self) -> dict[str, np.ndarray]:
+        return {"neutral": self.neutral, "colours": self.colours, "crop_matrix": self.crop_matrix,
+                "crop_size": np.array(self.crop_size), "frame_hw": np.array(self.frame_hw), "fov": np.array(self.fov)}
+
+    @classmethod
+    def load(cls, d: Any) -> Appearance:
+        return cls(np.asarray(d["neutral"]), np.asarray(d["colours"]), np.asarray(d["crop_matrix"]),
+                   int(d["crop_size"]), tuple(int(v) for v in d["frame_hw"]), float(d["fov"]))
+
+
+def appearance_of(t: Target, neutral: np.ndarray, frames: int | None = None) -> Appearance:
+    """Vertex colours = median over (up to 50 of) the frames of the crop pixel under each real landmark."""
+    from talkbench.pipelines.face import apply_affine
+
+    idx = np.flatnonzero(t.valid[:frames])
+    idx = idx[np.linspace(0, len(idx) - 1, min(50, len(idx))).astype(int)]
+    pts = apply_affine(t.crop_matrix[idx], t.landmarks[idx, : mesh_render.N_MESH, :2].astype(np.float64))
+    colours = mesh_render.sample_vertex_colours(t.crops[idx], pts)
+    return Appearance(neutral, colours, t.crop_matrix[idx[0]], t.crops.shape[1], t.frame_hw, t.fov)
+
+
+def render(model: f3.Face3D, app: Appearance, targets70: np.ndarray, size: int, mode: str = "shaded",
+           crop_matrices: np.ndarray | None = None) -> np.ndarray:
+    """(T, 70) expression + pose -> (T, size, size, 3) uint8 renders in crop coordinates."""
+    from talkbench.pipelines.face import apply_affine
+
+    t70 = np.asarray(targets70, np.float64)
+    shapes = model.reconstruct(app.neutral, t70[:, : model.n_exp])
+    px = f3.to_pixels(shapes, t70[:, model.n_exp :], app.frame_hw, app.fov)
+    mats = np.repeat(app.crop_matrix[None], len(t70), 0) if crop_matrices is None else np.asarray(crop_matrices)
+    k = size / app.crop_size
+    xy = apply_affine(mats.astype(np.float64), px[..., :2]) * k
+    scale = np.sqrt(np.abs(np.linalg.det(mats[:, :, :2])))[:, None, None] * k
+    verts = np.concatenate([xy, px[..., 2:] * scale], axis=-1)
+    out = np.zeros((len(t70), size, size, 3), np.uint8)
+    for i, v in enumerate(verts):
+        out[i] = (mesh_render.render_sketch(v, (size, size)) if mode == "sketch"
+                  else mesh_render.render_shaded(v, app.colours, (size, size)))[0]
+    return out
+
+
+# ---------------------------------------------------------------------------- tensors
+def _windows(mfcc: np.ndarray, hops: int) -> np.ndarray:
+    from talkbench.models.features import mfcc_windows
+
+    return mfcc_windows(mfcc, n_hops=hops)  # (T, 12, hops)
+
+
+def _img(x: np.ndarray, size: int) -> torch.Tensor:
+    """(..., S, S, 3) uint8 -> (..., 3, size, size) float in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).float().div(127.5).sub(1)
+    t = t.movedim(-1, -3)
+    if t.shape[-1] != size:
+        lead = t.shape[:-3]
+        t = F.interpolate(t.reshape(-1, *t.shape[-3:]), size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True).reshape(*lead, 3, size, size)
+    return t
+
+
+def _stack_window(rendered: torch.Tensor, n_window: int) -> torch.Tensor:
+    """(T, 3, S, S) -> (T, 3 n_window, S, S): frames t - n_window + 1 .. t (edge-padded), newest last."""
+    idx = (torch.arange(len(rendered))[:, None] + torch.arange(-n_window + 1, 1)[None]).clamp_min(0)
+    return rendered[idx].flatten(1, 2)
+
+
+# ---------------------------------------------------------------------------- the bundle
+@dataclass
+class Yi2020:
+    """The ``yi2020`` checkpoint: the three trained parts (+ a speaker embedding), and for a personalised
+    checkpoint the target's appearance, identity feature and poses."""
+
+    cfg: Yi2020Config
+    face3d: f3.Face3D
+    audio_net: AudioToPose
+    gan: MemoryGAN
+    speaker_net: SpeakerEmbedding
+    kind: Literal["general", "personal"] = "general"
+    appearance: Appearance | None = None
+    identity: np.ndarray | None = None  # (id_dim,) the target's identity feature
+    poses: np.ndarray | None = None  # (N, 6) the fine-tuning frames' poses (first one = the no_pose ablation)
+    pipeline_config: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> Path:
+        import os
+        import shutil
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.face3d.save(tmp / f3.ARTIFACT)
+        for name, net in (("audio_to_pose", self.audio_net), ("memory_gan", self.gan), ("speaker", self.speaker_net)):
+            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+            save_file(state, str(tmp / f"{name}.safetensors"), metadata={"talkbench_model": name})
+        if self.kind == "personal":
+            np.savez(tmp / TARGET, identity=self.identity, poses=self.poses, **self.appearance.save())
+        manifest = {"talkbench_model": "yi2020", "kind": self.kind, "config": self.cfg.model_dump(mode="json"),
+                    "n_speakers": self.speaker_net.classifier.out_features, "face3d_report": self.face3d.report,
+                    "pipeline_config": self.pipeline_config, "history": self.history}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Yi2020:
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            raise TalkbenchError(f"{folder}: not a yi2020 checkpoint (no {MANIFEST})")
+        m = json.loads((folder / MANIFEST).read_text())
+        cfg = Yi2020Config.model_validate(m["config"])
+        nets = build_nets(cfg, m["n_speakers"])
+        for name, net in zip(("audio_to_pose", "memory_gan", "speaker"), nets, strict=True):
+            net.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+            net.eval()
+        obj = cls(cfg, f3.Face3D.load(folder / f3.ARTIFACT), *nets, kind=m["kind"],
+                  pipeline_config=m.get("pipeline_config", {}), history=m.get("history", {}))
+        if m["kind"] == "personal":
+            d = np.load(folder / TARGET)
+            obj.appearance, obj.identity, obj.poses = Appearance.load(d), d["identity"], d["poses"]
+        return obj
+
+
+def build_nets(cfg: Yi2020Config, n_speakers: int) -> tuple[AudioToPose, MemoryGAN, SpeakerEmbedding]:
+    a2p = AudioToPose(cfg.audio_to_pose.model_copy(update={"n_exp": cfg.n_exp, "n_pose": 6}))
+    gan = MemoryGAN(cfg.gan.model_copy(update={"memory": cfg.gan.memory.model_copy(
+        update={"enabled": cfg.ablation != "no_memory"})}))
+    spk = SpeakerEmbedding(n_speakers, cfg.gan.id_dim, cfg.speaker_dim_base, image_size=min(64, cfg.gan.image_size))
+    return a2p, gan, spk
+
+
+# ---------------------------------------------------------------------------- training loops
+def _adam(params, sc: StageConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=sc.lr, betas=sc.betas)
+
+
+def train_audio(net: AudioToPose, seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], sc: StageConfig,
+                loss_cfg: AudioToPoseLossConfig, n_exp: int, seq_len: int, seed: int) -> list[float]:
+    """ATC-net on (windows (T, 12, H), normalised targets (T, 70), valid (T,)) sequences: random
+    ``seq_len`` slices, Adam (published: lr 2e-4 general / 1e-4 fine-tuning, betas (0.5, 0.999))."""
+    rng = np.random.default_rng(seed)
+    usable = [s for s in seqs if len(s[0]) >= seq_len]
+    if not usable:
+        raise TalkbenchError(f"no sequence has {seq_len} frames for the audio net")
+    opt = _adam(net.parameters(), sc)
+    net.train()
+    losses = []
+    for _ in range(sc.steps):
+        w, y, m = [], [], []
+        for _ in range(sc.batch_size):
+            win, tgt, val = usable[rng.integers(len(usable))]
+            s = int(rng.integers(0, len(win) - seq_len + 1))
+            w.append(win[s : s + seq_len])
+            y.append(tgt[s : s + seq_len])
+            m.append(val[s : s + seq_len])
+        pred = net(torch.from_numpy(np.stack(w)))
+        loss, _ = atc_loss(pred, torch.from_numpy(np.stack(y)), n_exp, loss_cfg, torch.from_numpy(np.stack(m)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    net.eval()
+    return losses
+
+
+def train_speaker(net: SpeakerEmbedding, faces: list[np.ndarray], labels: list[int], sc: StageConfig, seed: int) -> list[float]:
+    """The identity feature without ArcFace: a speaker classifier on face crops (cross-entropy)."""
+    rng = np.random.default_rng(seed)
+    opt = _adam(net.parameters(), sc)
+    net.train()
+    losses = []
+    for _ in range(sc.steps):
+        pick = rng.integers(0, len(faces), sc.batch_size)
+        x = torch.stack([_img(faces[i][rng.integers(len(faces[i]))], net.image_size) for i in pick])
+        loss = F.cross_entropy(net.classifier(net(x) * 8.0), torch.tensor([labels[i] for i in pick]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    net.eval()
+    return losses
+
+
+@torch.no_grad()
+def identity_feature(net: SpeakerEmbedding, crops: np.ndarray) -> np.ndarray:
+    """Mean unit embedding of (up to 32 of) a person's crops, renormalised."""
+    idx = np.linspace(0, len(crops) - 1, min(32, len(crops))).astype(int)
+    e = net(_img(crops[idx], net.image_size)).mean(0)
+    return F.normalize(e, dim=0).numpy()
+
+
+def train_gan(gan: MemoryGAN, data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], sc: StageConfig,
+              loss_cfg: MemoryGANLossConfig, seed: int) -> list[dict[str, float]]:
+    """pix2pix-style alternating steps on (rendered (T, S, S, 3), real (T, S, S, 3), identity (id_dim,)) clips:
+    generator (+ the query encoder through the memory's margin loss), then the PatchGAN; the memory
+    is updated with each batch's (query, identity)."""
+    rng = np.random.default_rng(seed)
+    size, nw = gan.cfg.image_size, gan.cfg.n_window
+    g_params = list(gan.generator.parameters()) + list(gan.query.parameters())
+    opt_g, opt_d = _adam(g_params, sc), _adam(gan.discriminator.parameters(), sc)
+    tensors = [(_stack_window(_img(r, size), nw), _img(x, size), torch.from_numpy(np.asarray(i, np.float32)))
+               for r, x, i in data]
+    gen = torch.Generator().manual_seed(seed)
+    gan.train()
+    logs = []
+    for _ in range(sc.steps):
+        rend, real, ident = [], [], []
+        for _ in range(sc.batch_size):
+            r, x, i = tensors[rng.integers(len(tensors))]
+            k = int(rng.integers(len(r)))
+            rend.append(r[k])
+            real.append(x[k])
+            ident.append(i)
+        rend, real, ident = torch.stack(rend), torch.stack(real), torch.stack(ident)
+        out = gan(rend, ident)
+        d_fake = gan.discriminator(torch.cat([rend, out["frames"]], 1))
+        loss, lg = generator_loss(out, real, d_fake, loss_cfg)
+        if gan.cfg.memory.enabled and loss_cfg.memory > 0:
+            q = gan.query(rend)
+            l_mem = gan.memory.margin_loss(q, ident)
+            loss = loss + loss_cfg.memory * l_mem
+            lg["memory_margin"] = l_mem.item()
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        d_loss = discriminator_loss(gan.discriminator(torch.cat([rend, real], 1)),
+                                    gan.discriminator(torch.cat([rend, out["frames"].detach()], 1)))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        if gan.cfg.memory.enabled:
+            lg.update(gan.memory.update(gan.query(rend).detach(), ident, generator=gen))
+        lg["d_loss"] = d_loss.item()
+        logs.append(lg)
+    gan.eval()
+    return logs
+
+
+# ---------------------------------------------------------------------------- general training (the recipe)
+def train_general(shards: str | Path, cfg: Yi2020Config, split: str = "train", max_clips: int | None = None,
+                  progress: Any = None) -> Yi2020:
+    """face3d, the speaker embedding, ATC-net and the GAN on the shards' clips, in that order."""
+    say = progress or log.info
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    targets = targets_from_shards(shards, split, max_clips=max_clips)
+    say(f"yi2020: {len(targets)} clips from {shards}")
+    model3d = fit_face3d(targets, cfg)
+    say(f"face3d: {model3d.report}")
+    speakers = sorted({t.speaker for t in targets})
+    a2p, gan, spk = build_nets(cfg, len(speakers))
+    hist: dict[str, Any] = {"face3d": model3d.report}
+    hist["speaker_loss"] = train_speaker(spk, [t.crops[t.valid] for t in targets],
+                                         [speakers.index(t.speaker) for t in targets], cfg.speaker, cfg.seed)
+    hops = cfg.audio_to_pose.window_hops
+    seqs, gan_data = [], []
+    for t in targets:
+        y, neutral = coefficients(model3d, t)
+        seqs.append((_windows(t.mfcc, hops), model3d.normalise(y), t.valid))
+        app = appearance_of(t, neutral)
+        rendered = render(model3d, app, y, cfg.gan.image_size, cfg.render, crop_matrices=t.crop_matrix)
+        gan_data.append((rendered, t.crops, identity_feature(spk, t.crops[t.valid])))
+    hist["audio_loss"] = train_audio(a2p, seqs, cfg.general_audio, cfg.audio_loss, cfg.n_exp, cfg.seq_len, cfg.seed)
+    say(f"audio_to_pose: {len(hist['audio_loss'])} steps, last loss {hist['audio_loss'][-1]:.4g}" if hist["audio_loss"] else "audio_to_pose: 0 steps")
+    gan_logs = train_gan(gan, gan_data, cfg.general_gan, cfg.gan_loss, cfg.seed)
+    hist["gan_l1"] = [g["l1"] for g in gan_logs]
+    say(f"memory_gan: {len(gan_logs)} steps" + (f", last L1 {gan_logs[-1]['l1']:.4g}" if gan_logs else ""))
+    hist["elapsed_s"] = time.perf_counter() - t0
+    from talkbench.models.data import ShardIndex
+
+    pc = ShardIndex(shards).manifest.get("config") or {}
+    return Yi2020(cfg, model3d, a2p, gan, spk, pipeline_config={k: pc[k] for k in ("landmarks", "pose", "audio_features")
+                                                                 if k in pc}, history=hist)
+
+
+# ---------------------------------------------------------------------------- personalisation
+def personalize(general: Yi2020, video: str | Path, frames: int = 300, overrides: dict[str, Any] | None = None,
+                progress: Any = None) -> tuple[Yi2020, Target]:
+    """Fit the target's identity (neutral shape, vertex colours, identity feature) on its first ``frames``
+    frames and fine-tune ATC-net and the GAN on them (published: 300 frames, lambda_mask 2)."""
+    say = progress or log.info
+    cfg = general.cfg.model_copy(update=overrides or {}) if overrides else general.cfg
+    torch.manual_seed(cfg.seed)
+    target = prepare_target(video, cfg.head_size, cfg.head_margin, general.pipeline_config)
+    if len(target) < frames:
+        say(f"{video}: {len(target)} frames, fewer than the {frames} asked for: fine-tuning on all of them")
+    part = target.head(min(frames, len(target)))
+    if part.valid.sum() < cfg.seq_len:
+        raise TalkbenchError(f"{video}: only {int(part.valid.sum())} frames with a face in the first {len(part)}; "
+                             f"need at least {cfg.seq_len}")
+    import dataclasses
+
+    # the same bases; the pose normalisation re-centred on the target's own pose (its head motion is
+    # what is personal), the expression statistics kept from the general model
+    m3 = dataclasses.replace(general.face3d, report=dict(general.face3d.report))
+    y, neutral = coefficients(m3, part)
+    mean, std = m3.target_mean.copy(), m3.target_std.copy()
+    m3.set_normalisation(y[part.valid])
+    m3.target_mean[: m3.n_exp], m3.target_std[: m3.n_exp] = mean[: m3.n_exp], std[: m3.n_exp]
+    app = appearance_of(part, neutral)
+    a2p, gan, spk = build_nets(cfg, general.speaker_net.classifier.out_features)
+    a2p.load_state_dict(general.audio_net.state_dict())
+    gan.load_state_dict(general.gan.state_dict())
+    spk.load_state_dict(general.speaker_net.state_dict())
+    ident = identity_feature(spk, part.crops[part.valid])
+    hist: dict[str, Any] = {"frames": len(part)}
+    if cfg.ablation != "no_personalisation":
+        hops = cfg.audio_to_pose.window_hops
+        hist["audio_loss"] = train_audio(a2p, [(_windows(part.mfcc, hops), m3.normalise(y), part.valid)],
+                                         cfg.finetune_audio, cfg.audio_loss, cfg.n_exp, cfg.seq_len, cfg.seed)
+        rendered = render(m3, app, y, cfg.gan.image_size, cfg.render)
+        ft_loss = cfg.gan_loss.model_copy(update={"mask": cfg.finetune_mask})
+        hist["gan_l1"] = [g["l1"] for g in train_gan(gan, [(rendered, part.crops, ident)], cfg.finetune_gan, ft_loss,
+                                                     cfg.seed)]
+        say(f"fine-tuned on {len(part)} frames: audio loss {hist['audio_loss'][0]:.4g} -> {hist['audio_loss'][-1]:.4g}"
+            if hist["audio_loss"] else f"fine-tuned on {len(part)} frames")
+    personal = Yi2020(cfg, m3, a2p, gan, spk, kind="personal", appearance=app, identity=ident,
+                      poses=part.pose[part.valid].astype(np.float32), pipeline_config=general.pipeline_config,
+                      history={"general": general.history, "personalise": hist})
+    return personal, target
+
+
+# ---------------------------------------------------------------------------- generation
+@torch.no_grad()
+def predict_coefficients(model: Yi2020, audio: np.ndarray) -> np.ndarray:
+    """16 kHz audio -> (T, 70) expression + pose, T = round(duration * 25); ``no_pose``: first pose held."""
+    from talkbench.models.features import mfcc_from_audio
+
+    n = round(len(audio) / SAMPLE_RATE * FPS)
+    if n < 1:
+        raise TalkbenchError("the audio is shorter than one video frame")
+    mfcc = mfcc_from_audio(np.asarray(audio, np.float32), SAMPLE_RATE, n, model.pipeline_config.get("audio_features"))
+    win = torch.from_numpy(_windows(mfcc, model.cfg.audio_to_pose.window_hops))[None]
+    z = model.audio_net.eval()(win)[0].numpy()  # the LSTM runs over the whole clip (state carried)
+    y = model.face3d.denormalise(z)
+    if model.cfg.ablation == "no_pose" and model.poses is not None and len(model.poses):
+        y[:, model.face3d.n_exp :] = model.poses[0]
+    return y
+
+
+@torch.no_grad()
+def generate_frames(model: Yi2020, audio: np.ndarray) -> dict[str, np.ndarray]:
+    """Personalised checkpoint + audio -> head-crop frames (T, S, S, 3) uint8, the renders and the coefficients."""
+    if model.kind != "personal":
+        raise TalkbenchError("generation needs a personalised yi2020 checkpoint: run `talkbench personalize` first")
+    y = predict_coefficients(model, audio)
+    size = model.cfg.gan.image_size
+    rendered = render(model.face3d, model.appearance, y, size, model.cfg.render)
+    window = _stack_window(_img(rendered, size), model.cfg.gan.n_window)
+    own = torch.from_numpy(model.identity.astype(np.float32))
+    frames = []
+    gan = model.gan.eval()
+    for s in range(0, len(window), 64):
+        r = window[s : s + 64]
+        ident = gan.identity_for(r, own.expand(len(r), -1))
+        frames.append(((gan(r, ident)["frames"].clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    return {"frames": np.concatenate(frames), "rendered": rendered, "coefficients": y}
+
+
+def blend_into_frames(head: np.ndarray, rendered: np.ndarray, coeffs: np.ndarray, target: Target,
+                      model: Yi2020) -> np.ndarray:
+    """Full frames: each generated head crop is pasted into the target frame of nearest head rotation
+    (L1 over yaw, pitch, roll, as the authors' background choice) inside the rendered face region
+    (dilated, feathered); the rest of the frame is that target frame."""
+    import cv2
+
+    if target.frames is None:
+        raise TalkbenchError("full frames need the target video's frames")
+    n_exp = model.face3d.n_exp
+    pool = np.flatnonzero(target.valid)
+    rot = target.pose[pool, :3].astype(np.float64)
+    h, w = target.frame_hw
+    m = model.appearance.crop_matrix
+    size = head.shape[1]
+    inv = cv2.invertAffineTransform((m * (size / model.appearance.crop_size)).astype(np.float64))
+    b = max(1, size // 32)
+    out = np.empty((len(head), h, w, 3), np.uint8)
+    for i, img in enumerate(head):
+        face = (rendered[i].max(-1) > 0).astype(np.uint8)
+        face = cv2.dilate(face, np.ones((2 * b + 1, 2 * b + 1), np.uint8))
+        feather = cv2.GaussianBlur(face.astype(np.float32), (0, 0), b)
+        j = pool[np.abs(rot - coeffs[i, n_exp : n_exp + 3]).sum(1).argmin()]
+        bg = target.frames[j].astype(np.float32)
+        fg = cv2.warpAffine(img, inv, (w, h), flags=cv2.INTER_LINEAR).astype(np.float32)
+        a = cv2.warpAffine(feather, inv, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+        out[i] = np.clip(a * fg + (1 - a) * bg, 0, 255).astype(np.uint8)
+    return out
+
+
+def generate_video(checkpoint: str | Path, audio_path: str | Path, out: str | Path,
+                   video: str | Path | None = None) -> Path:
+    """``talkbench generate`` for a personalised yi2020 checkpoint: head crops, or full frames with ``video``."""
+    from talkbench.errors import ClipError
+    from talkbench.media import read_audio, write_video
+
+    model = Yi2020.load(checkpoint)
+    if not Path(audio_path).is_file():
+        raise TalkbenchError(f"audio file not found: {audio_path}")
+    try:
+        audio = read_audio(audio_path, SAMPLE_RATE)
+    except ClipError as e:
+        raise TalkbenchError(e.message) from None
+    res = generate_frames(model, audio)
+    frames = res["frames"]
+    if video is not None:
+        target = prepare_target(video, model.cfg.head_size, model.cfg.head_margin, model.pipeline_config)
+        frames = blend_into_frames(frames, res["rendered"], res["coefficients"], target, model)
+    n = len(frames)
+    return write_video(out, frames, FPS, audio[: round(n / FPS * SAMPLE_RATE)], SAMPLE_RATE)
+
+
+def pose_variation(coeffs: np.ndarray, n_exp: int) -> float:
+    """Mean std over frames of the predicted rotations (degrees): 0 for a constant pose."""
+    return float(np.asarray(coeffs)[:, n_exp : n_exp + 3].std(0).mean()) if len(coeffs) > 1 else math.nan
