@@ -16,7 +16,9 @@ def register(sub: Any, perf_sub: Any) -> None:
         description="One explicit training loop for every model. Runs are tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db); checkpoints go to train.out_dir/MODEL/RUN/step_N.",
     )
-    t.add_argument("model", choices=names)
+    t.add_argument("model", choices=[*names, "face3d"],
+                   help="a registered model, or face3d (seed 001's linear face model: closed-form fit, "
+                   "-o out=DIR -o n_exp=64 -o n_id=40 -o face3d_ridge=1.0)")
     t.add_argument("--shards", required=True, help="prepared shard folder (talkbench prepare output)")
     t.add_argument("--config", default=None, help="YAML with model/loss/data/train sections (configs/models/*.yaml)")
     t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -27,7 +29,10 @@ def register(sub: Any, perf_sub: Any) -> None:
 
     g = sub.add_parser("generate", help="make a talking-head video from one face image and speech audio")
     g.add_argument("--checkpoint", required=True, help="a generator checkpoint (folder or model.safetensors)")
-    g.add_argument("--reference", required=True, metavar="IMAGE", help="face image (aligned by the pipeline's tracker)")
+    g.add_argument("--reference", default=None, metavar="IMAGE",
+                   help="face image (aligned by the pipeline's tracker); not used by a personalised yi2020 checkpoint")
+    g.add_argument("--video", default=None, metavar="TARGET",
+                   help="yi2020 only: the target video; full frames blended into its frame of nearest head rotation")
     g.add_argument("--audio", required=True, metavar="WAV", help="driving speech (any format PyAV reads)")
     g.add_argument("--out", required=True, metavar="VIDEO.mp4")
     g.add_argument("--device", default="cpu")
@@ -62,12 +67,20 @@ def register(sub: Any, perf_sub: Any) -> None:
     pt.add_argument("--out-dir", default="reports/perf")
     pt.set_defaults(handler=_perf_training)
 
+    from talkbench.models import yi2020_cli
+
+    yi2020_cli.register(sub, perf_sub)
+
 
 def _train(args: argparse.Namespace) -> int:
     import os
 
     from talkbench.models.train import load_run_config, train
 
+    if args.model == "face3d":
+        from talkbench.models.yi2020_cli import train_face3d
+
+        return train_face3d(args.shards, "runs/face3d", args.override)
     cfg = load_run_config(args.model, args.config, args.override, shards=args.shards)
     result = train(args.model, cfg, resume=args.resume)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
@@ -86,7 +99,15 @@ def _train(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from talkbench.errors import TalkbenchError
     from talkbench.models.generate import generate_video
+    from talkbench.models.yi2020_cli import generate as generate_yi2020
+    from talkbench.models.yi2020_cli import is_yi2020_checkpoint
 
+    if is_yi2020_checkpoint(args.checkpoint):
+        return generate_yi2020(args)
+    if args.reference is None:
+        raise TalkbenchError("--reference IMAGE is required for this checkpoint")
+    if args.video is not None:
+        raise TalkbenchError("--video is only for yi2020 checkpoints")
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")

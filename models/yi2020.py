@@ -40,7 +40,6 @@ from talkbench.models import face3d as f3
 from talkbench.models import mesh_render
 from talkbench.models.audio_to_pose import AudioToPose, AudioToPoseConfig, AudioToPoseLossConfig, atc_loss
 from talkbench.models.memory_gan import (
-    MemoryConfig,
     MemoryGAN,
     MemoryGANConfig,
     MemoryGANLossConfig,
@@ -169,8 +168,9 @@ class Target:
 
 
 def prepare_target(video: str | Path, head_size: int, margin: float = 1.5, pipeline_config: dict | None = None,
-                   keep_frames: bool = True) -> Target:
-    """Decode a video and run the pipeline's face tracking, pose and MFCC on it; cut head crops."""
+                   keep_frames: bool = True, max_frames: int | None = None) -> Target:
+    """Decode a video (its first ``max_frames`` frames) and run the pipeline's face tracking, pose and MFCC
+    on it; cut head crops."""
     from talkbench.media import read_av
     from talkbench.models.features import mfcc_from_audio
     from talkbench.pipelines.face import process_frames, warp_crops
@@ -178,7 +178,7 @@ def prepare_target(video: str | Path, head_size: int, margin: float = 1.5, pipel
     from talkbench.pipelines.stages.pose import PoseConfig
 
     pc = pipeline_config or {}
-    av = read_av(video)
+    av = read_av(video, max_frames=max_frames)
     if av.audio is None:
         raise TalkbenchError(f"{video}: no audio stream (the target's speech is needed to fine-tune)")
     pose_cfg = PoseConfig.model_validate(pc.get("pose", {}))
@@ -189,9 +189,10 @@ def prepare_target(video: str | Path, head_size: int, margin: float = 1.5, pipel
     m = head_box_matrix(out["landmarks"], valid, head_size, margin)
     mats = np.repeat(m[None], len(valid), 0)
     crops = warp_crops(av.frames, mats, (head_size, head_size))
-    mfcc = mfcc_from_audio(av.audio, SAMPLE_RATE, len(valid), pc.get("audio_features"))
+    audio = av.audio[: round(len(valid) / FPS * SAMPLE_RATE)]
+    mfcc = mfcc_from_audio(audio, SAMPLE_RATE, len(valid), pc.get("audio_features"))
     return Target(out["landmarks"], out["pose"], valid, mfcc, crops, mats, tuple(av.frames.shape[1:3]),
-                  pose_cfg.vertical_fov_deg, av.audio, Path(video).stem, av.frames if keep_frames else None)
+                  pose_cfg.vertical_fov_deg, audio, Path(video).stem, av.frames if keep_frames else None)
 
 
 def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[str, ...] = ("ok", "partial"),
@@ -570,7 +571,8 @@ def personalize(general: Yi2020, video: str | Path, frames: int = 300, overrides
     say = progress or log.info
     cfg = general.cfg.model_copy(update=overrides or {}) if overrides else general.cfg
     torch.manual_seed(cfg.seed)
-    target = prepare_target(video, cfg.head_size, cfg.head_margin, general.pipeline_config)
+    # only the fine-tuning frames are read: nothing of the held-out rest (not even the head box) leaks in
+    target = prepare_target(video, cfg.head_size, cfg.head_margin, general.pipeline_config, max_frames=frames)
     if len(target) < frames:
         say(f"{video}: {len(target)} frames, fewer than the {frames} asked for: fine-tuning on all of them")
     part = target.head(min(frames, len(target)))
@@ -692,7 +694,10 @@ def generate_video(checkpoint: str | Path, audio_path: str | Path, out: str | Pa
     res = generate_frames(model, audio)
     frames = res["frames"]
     if video is not None:
-        target = prepare_target(video, model.cfg.head_size, model.cfg.head_margin, model.pipeline_config)
+        # the background pool is the fine-tuning frames (the personalised part of the target video)
+        n_ft = (model.history.get("personalise") or {}).get("frames")
+        target = prepare_target(video, model.cfg.head_size, model.cfg.head_margin, model.pipeline_config,
+                                max_frames=n_ft)
         frames = blend_into_frames(frames, res["rendered"], res["coefficients"], target, model)
     n = len(frames)
     return write_video(out, frames, FPS, audio[: round(n / FPS * SAMPLE_RATE)], SAMPLE_RATE)
