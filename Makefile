@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit perf clean
+.PHONY: setup demo test test-fast lint unit perf configs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: lint unit
+
+# lint + the unit tests that neither read the real fixtures nor are marked slow (a quick inner loop)
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow and not fixtures"
+
+# regenerate configs/pipeline.yaml and configs/models/*.yaml from the config classes
+configs: $(STAMP)
+	$(BIN)/python -m talkbench.pipelines.config > configs/pipeline.yaml
+	$(BIN)/python -m talkbench.models.configs
 
 perf: $(STAMP)
 	$(BIN)/talkbench perf all

@@ -88,7 +88,8 @@ class AUClassifierObjective(Objective):
 
 SPEC = ModelSpec(
     module=AUClassifier, config=AUClassifierConfig, objective=AUClassifierObjective,
-    description="aligned face crop -> speech-AU intensities and occurrences",
+    description="AU classifier: aligned face crop -> speech-AU intensities and occurrences (GUIDE §1, paper 1).",
+    defaults=("data.seq_len=1", "train.batch_size=64", "train.lr=0.0001", "train.betas=[0.9,0.999]"),
     tiny=("model.image_size=32", "model.base_channels=8", "model.levels=3", "model.feature_dim=32",
           "model.dropout=0.1", "data.seq_len=1"),
     small=("model.base_channels=16",), seq_len=1,

@@ -61,7 +61,10 @@ class AURGAN(nn.Module):
 SPEC = ModelSpec(
     module=AURGAN, config=AURGANConfig, objective=GeneratorObjective, generate=generate_frames,
     generate_options=GANGenerateOptions,
-    description=__doc__.splitlines()[0],
+    description="AU-RGAN (paper 1): identity + audio + Audio-to-AU features -> GRU fusion -> skip decoder; "
+                "frame GAN; AU consistency through the frozen AU classifier (train au_classifier first, "
+                "then set its checkpoint).",
+    defaults=("data.seq_len=50", "data.stride=25", "train.batch_size=8"),
     tiny=(*TINY_GENERATOR, "model.fusion.hidden=32"), small=SMALL_GENERATOR, seq_len=16,
     overfit=(("model.discriminator.enabled=false",), 60, 5e-3, 1),
 )

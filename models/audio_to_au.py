@@ -112,7 +112,9 @@ class AudioToAUObjective(Objective):
 
 SPEC = ModelSpec(
     module=AudioToAU, config=AudioToAUConfig, objective=AudioToAUObjective,
-    description="MFCC windows -> per-AU features and intensities (paper 1)",
+    description="Audio-to-AU: per AU a 2-D CNN over 12 x 35 MFCC windows -> 2-layer BiLSTM (128) -> "
+                "FC 256-128-64 -> 1.",
+    defaults=("data.seq_len=25", "train.batch_size=32", "train.lr=0.0001", "train.betas=[0.9,0.999]"),
     tiny=("model.aus=[AU25,AU26]", "model.cnn_channels=[8,16]", "model.cnn_dim=16", "model.lstm_hidden=8",
           "model.fc_dims=[8,4]", "data.seq_len=8"),
     small=("model.shared_trunk=true",), seq_len=25,

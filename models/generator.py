@@ -257,6 +257,6 @@ TINY_GENERATOR = ("model.image_size=32", "model.base_channels=8", "model.levels=
                   "model.audio_to_au.cnn_dim=16", "model.audio_to_au.lstm_hidden=8",
                   "model.audio_to_au.lstm_layers=1", "model.audio_to_au.fc_dims=[8,4]",
                   "model.audio_to_au.shared_trunk=true", "model.discriminator.base_channels=8",
-                  "model.discriminator.levels=2", "data.seq_len=4", "loss.au_consistency=0")
+                  "model.discriminator.levels=2", "data.seq_len=4", "data.stride=null", "loss.au_consistency=0")
 SMALL_GENERATOR = ("model.base_channels=16", "model.audio_to_au.shared_trunk=true",
                    "model.discriminator.base_channels=32")

@@ -22,6 +22,9 @@ class ModelSpec:
     ``tiny`` / ``small`` are ``-o`` overrides: ``tiny`` trains in seconds on one CPU core at 32 px (the
     parametrised model tests), ``small`` is the CPU-friendly size of ``talkbench perf training``.
     ``overfit`` = (extra overrides, steps, lr, batch size) for the one-batch overfitting test.
+    ``defaults`` are the published training setup (``-o`` overrides on top of the config classes'
+    defaults: batch size, learning rate, clip length); ``configs/models/NAME.yaml`` is generated from
+    the classes plus these (``python -m talkbench.models.configs``).
     """
 
     module: type  # nn.Module subclass: __init__(self, cfg)
@@ -30,6 +33,7 @@ class ModelSpec:
     generate: Callable[..., Any] | None = None  # generators: (model, GenerationInputs) -> (T, S, S, 3) uint8
     generate_options: type | None = None  # StrictModel of the options generate accepts (checkpoint:CKPT?k=v)
     description: str = ""
+    defaults: tuple[str, ...] = ()
     tiny: tuple[str, ...] = ()
     small: tuple[str, ...] = ()
     seq_len: int = 16  # frames per sample in perf training

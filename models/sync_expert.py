@@ -104,7 +104,9 @@ def load_sync_expert(path: str) -> SyncExpert:
 
 SPEC = ModelSpec(
     module=SyncExpert, config=SyncExpertConfig, objective=SyncObjective,
-    description="SyncNet-style mouth/audio embeddings (the tb-sync judge)",
+    description="Sync expert (SyncNet-style): 5-frame mouth encoder + 12 x 20 MFCC encoder, contrastive "
+                "in-sync vs shifted pairs. A metric built on it must not be called LSE (it is not syncnet_v2).",
+    defaults=("train.batch_size=64", "train.lr=0.0001", "train.betas=[0.9,0.999]"),
     tiny=("model.mouth_height=16", "model.mouth_width=32", "model.base_channels=8", "model.levels=3",
           "model.audio_channels=[8,16]", "model.embed_dim=16", "data.sync_min_shift=3", "data.sync_max_shift=8"),
     small=("model.base_channels=16",), seq_len=5,

@@ -97,7 +97,10 @@ class TCNSA(nn.Module):
 SPEC = ModelSpec(
     module=TCNSA, config=TCNSAConfig, objective=GeneratorObjective, generate=generate_frames,
     generate_options=GANGenerateOptions,
-    description=__doc__.splitlines()[0],
+    description="TCN-SA (paper 2): the AU-RGAN generator with the dilated non-causal TCN self-attention "
+                "fusion (2 blocks, 512 then 1024 channels, kernel 3, dilations 1 and 2, weight norm, "
+                "dropout 0.2, 4 heads).",
+    defaults=("data.seq_len=50", "data.stride=25", "train.batch_size=8"),
     tiny=(*TINY_GENERATOR, "model.fusion.channels=[16,32]", "model.fusion.dropout=0.0"), small=(*SMALL_GENERATOR, "model.fusion.channels=[256,512]"), seq_len=16,
     overfit=(("model.discriminator.enabled=false",), 60, 5e-3, 1),
 )

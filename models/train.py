@@ -70,12 +70,27 @@ def run_config_class(model_name: str) -> type[StrictModel]:
     )
 
 
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_run_config(model_name: str, path: str | Path | None = None, overrides: list[str] | None = None,
                     shards: str | None = None) -> Any:
+    """The run config: class defaults + the model's published setup (its ModelSpec ``defaults``), then the
+    YAML (``path``, else the shipped ``configs/models/MODEL.yaml`` when there is one), then overrides."""
+    from talkbench.config import apply_overrides, shipped_config
+    from talkbench.models.registry import MODELS
+
+    if path is None:
+        path = shipped_config("models", model_name)
     data = read_yaml(path) if path else {}
     if data.get("name", model_name) != model_name:
         raise ConfigError(f"{path} is a config for {data['name']!r}, not {model_name!r}")
     data.pop("name", None)
+    data = _merge(apply_overrides({}, list(MODELS.get(model_name).defaults)), data)
     overrides = list(overrides or [])
     if shards:
         overrides.insert(0, f"data.shards={shards}")

@@ -96,6 +96,12 @@ def load(model: type[M], path: str | Path | None = None, overrides: list[str] | 
     return build(model, data, overrides, source=str(path) if path else "config")
 
 
+def shipped_config(kind: str, name: str) -> Path | None:
+    """``configs/KIND/NAME.yaml`` of a source checkout (None when absent, e.g. an installed wheel)."""
+    path = Path(__file__).resolve().parents[1] / "configs" / kind / f"{name.replace('-', '_')}.yaml"
+    return path if path.is_file() else None
+
+
 def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
     """A stable short hash of a resolved config (sorted JSON), recorded next to every result."""
     from talkbench.io import stable_hash

@@ -125,6 +125,20 @@ def test_shipped_configs_hold_the_reference_values(name):
         assert cfg.model.image_size == 128 and cfg.data.window_hops == 35
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_yaml_is_generated_from_the_classes(name):
+    from talkbench.models.configs import ROOT, render
+
+    assert (ROOT / f"{name}.yaml").read_text() == render(name), "stale: run python -m talkbench.models.configs"
+
+
+def test_train_without_config_uses_the_published_setup():
+    """`talkbench train MODEL` with no --config trains with configs/models/MODEL.yaml (batch 64, lr 1e-4)."""
+    cfg = load_run_config("au_classifier")
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.data.seq_len) == (64, 1e-4, 1)
+    assert load_run_config("au_classifier", None, ["train.lr=0.5"]).train.lr == 0.5
+
+
 def test_au_consistency_needs_a_classifier_checkpoint():
     cfg = tiny("au_rgan", "loss.au_consistency=1")
     with pytest.raises(ConfigError, match="au_classifier_checkpoint"):
