@@ -20,9 +20,13 @@ def register(sub: Any, perf_sub: Any) -> None:
     m.add_argument("--shards", required=True, help="prepared shards folder (talkbench prepare --output)")
     m.add_argument("--name", required=True, help="task name (letters, digits, _ - .)")
     m.add_argument("--split", default="test")
-    m.add_argument("--kind", choices=["paired", "unpaired"], default="paired",
+    m.add_argument("--kind", choices=["paired", "unpaired", "personalized"], default="paired",
                    help="paired: each clip's own audio (full-reference metrics); unpaired: another clip's "
-                   "audio drives the face (no-reference metrics only)")
+                   "audio drives the face (no-reference metrics only); personalized: each clip's first "
+                   "--personalize-frames frames are handed to the adapter's personalize(frames, audio), the "
+                   "rest is generated and scored")
+    m.add_argument("--personalize-frames", type=int, default=None, metavar="N",
+                   help="personalized tasks: fine-tuning frames per clip (published: 300); clips need N + 25 frames")
     m.add_argument("--max-clips", type=int, default=None, help="first N usable clips by clip id")
     m.add_argument("--primary-metric", default=None, help="leaderboard ranking key (default: lmd for paired, av_xcorr_r0 for unpaired)")
     m.add_argument("--tasks-dir", default=None, help="default $TALKBENCH_TASKS_DIR or ./tasks")
@@ -62,7 +66,7 @@ def _make_task(args: argparse.Namespace) -> int:
     from talkbench.benchmark.tasks import build_task, save_task
 
     task = build_task(args.shards, args.name, split=args.split, kind=args.kind, max_clips=args.max_clips,
-                      primary_metric=args.primary_metric)
+                      primary_metric=args.primary_metric, personalize_frames=args.personalize_frames)
     stored, path, new = save_task(task, args.tasks_dir)
     state = "wrote" if new else "unchanged (same content as)"
     print(f"{state} task {stored.ref}: {len(stored.clips)} {stored.kind} clips from split {stored.split!r}, "

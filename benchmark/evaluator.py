@@ -100,14 +100,17 @@ def _inputs(task: TaskManifest, pre: Preprocessor) -> Iterator[ItemInputs]:
         if item.clip.reference_frame >= len(source):
             raise TalkbenchError(f"task {task.ref}: clip {item.clip_id}: reference frame "
                                  f"{item.clip.reference_frame} beyond the {len(source)} decoded frames")
-        gt = None
+        gt = personal = None
         if task.paired:
             gt_frames = source
             if item.clip.ground_truth != item.clip.reference_source:
                 raise TalkbenchError(f"task {task.ref}: clip {item.clip_id}: paired clips take the reference "
                                      "frame from their own ground truth")
+            if item.clip.personalize_frames:  # fine-tuning frames, then the target part is the ground truth
+                personal, gt_frames = source[: item.clip.personalize_frames], source[item.clip.personalize_frames :]
             gt = _constant(gt_frames)
-        yield ItemInputs(item=item, reference_image=source[item.clip.reference_frame], ground_truth=gt)
+        yield ItemInputs(item=item, reference_image=source[item.clip.reference_frame], ground_truth=gt,
+                         personal_frames=personal)
 
 
 def _constant(frames: np.ndarray) -> Any:

@@ -32,7 +32,9 @@ from talkbench.io import atomic_write, stable_hash
 TASK_FORMAT = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Ranking metric when make-task is not told otherwise (a value key of a registered metric).
-DEFAULT_PRIMARY = {"paired": "lmd", "unpaired": "av_xcorr_r0"}
+DEFAULT_PRIMARY = {"paired": "lmd", "unpaired": "av_xcorr_r0", "personalized": "lmd"}
+#: a personalised clip needs at least this many target frames after its fine-tuning frames
+MIN_TARGET_FRAMES = 25
 #: Clip statuses of clips.parquet a task takes: partial clips have frames without a face, which would
 #: make the ground truth itself incomplete.
 USABLE_STATUSES = ("ok",)
@@ -48,13 +50,16 @@ class TaskClip(StrictModel):
     audio_clip: str  # whose audio_pcm16 drives the generation
     ground_truth: str | None  # source video of the ground truth; None for unpaired tasks
     n_frames: int = Field(ge=1)  # frames to generate: the driving audio's length at the task fps
+    #: personalised tasks: the clip's first N frames (and their audio) are the fine-tuning material
+    #: handed to ``personalize(frames, audio)``; the frames from N on are the target to generate
+    personalize_frames: int | None = Field(None, ge=1)
 
 
 class TaskManifest(StrictModel):
     format: int = TASK_FORMAT
     name: str
     version: int = Field(1, ge=1)
-    kind: Literal["paired", "unpaired"]
+    kind: Literal["paired", "unpaired", "personalized"]
     split: str
     shards: str  # absolute path of the prepared shards folder
     shards_config_hash: str | None = None  # from the shards' manifest.json, when present
@@ -71,7 +76,11 @@ class TaskManifest(StrictModel):
 
     def content_hash(self) -> str:
         """sha256 of everything but name, version, creation time and the hash itself."""
-        return stable_hash(self.model_dump(mode="json", exclude={"name", "version", "created_utc", "hash"}))
+        data = self.model_dump(mode="json", exclude={"name", "version", "created_utc", "hash"})
+        for clip in data["clips"]:  # tasks made before personalised tasks existed keep their hashes
+            if clip.get("personalize_frames") is None:
+                clip.pop("personalize_frames", None)
+        return stable_hash(data)
 
     @property
     def ref(self) -> str:
@@ -79,7 +88,8 @@ class TaskManifest(StrictModel):
 
     @property
     def paired(self) -> bool:
-        return self.kind == "paired"
+        """Whether there is a ground truth (paired and personalised tasks)."""
+        return self.kind != "unpaired"
 
 
 def tasks_dir(path: str | Path | None = None) -> Path:
@@ -162,12 +172,20 @@ def _pair_unpaired(clips: list[dict[str, Any]]) -> list[tuple[dict[str, Any], di
 
 
 def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "paired",
-               max_clips: int | None = None, primary_metric: str | None = None) -> TaskManifest:
-    """Select the usable clips of ``split`` (sorted by clip id, first ``max_clips``) into a manifest."""
+               max_clips: int | None = None, primary_metric: str | None = None,
+               personalize_frames: int | None = None) -> TaskManifest:
+    """Select the usable clips of ``split`` (sorted by clip id, first ``max_clips``) into a manifest.
+
+    ``kind="personalized"``: per clip with at least ``personalize_frames`` + 25 frames, the first
+    ``personalize_frames`` are the fine-tuning material and the rest the target (seed 001)."""
     if not NAME_RE.match(name):
         raise ConfigError(f"task name {name!r} must be letters, digits, '_', '-', '.' (no '/' or spaces)")
     if kind not in DEFAULT_PRIMARY:
-        raise ConfigError(f"task kind {kind!r}: allowed: paired, unpaired")
+        raise ConfigError(f"task kind {kind!r}: allowed: {', '.join(DEFAULT_PRIMARY)}")
+    if (kind == "personalized") != (personalize_frames is not None):
+        raise ConfigError("--personalize-frames N goes with --kind personalized (and only with it)")
+    if personalize_frames is not None and personalize_frames < 1:
+        raise ConfigError(f"--personalize-frames {personalize_frames}: must be >= 1")
     if max_clips is not None and max_clips < 1:
         raise ConfigError(f"--max-clips {max_clips}: must be >= 1")
     shards = Path(shards).resolve()
@@ -183,6 +201,14 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
     if usable.empty:
         raise TalkbenchError(f"split {split!r} of {shards} has no clip with status {USABLE_STATUSES}")
     usable = usable.sort_values("clip_id")
+    too_short = 0
+    if personalize_frames is not None:
+        long_enough = usable["n_frames"] >= personalize_frames + MIN_TARGET_FRAMES
+        too_short = int((~long_enough).sum())
+        usable = usable[long_enough]
+        if usable.empty:
+            raise TalkbenchError(f"no clip of split {split!r} has {personalize_frames} + {MIN_TARGET_FRAMES} frames "
+                                 "for a personalised task; lower --personalize-frames")
     n_usable = int(len(usable))
     if max_clips:
         usable = usable.head(max_clips)
@@ -199,7 +225,14 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
                 "reference_source": r["source_path"]}
 
     clips = []
-    if kind == "paired":
+    if kind == "personalized":
+        n_ft = int(personalize_frames)
+        for r in rows:
+            ref = ref_fields(r)
+            ref["reference_frame"] = min(ref["reference_frame"], n_ft - 1)  # never a frame of the target part
+            clips.append(TaskClip(clip_id=r["clip_id"], audio_clip=r["clip_id"], ground_truth=str(r["source_path"]),
+                                  n_frames=int(r["n_frames"]) - n_ft, personalize_frames=n_ft, **ref))
+    elif kind == "paired":
         for r in rows:
             clips.append(TaskClip(clip_id=r["clip_id"], audio_clip=r["clip_id"], ground_truth=str(r["source_path"]),
                                   n_frames=int(r["n_frames"]), **ref_fields(r)))
@@ -214,7 +247,9 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
         preprocessing=_preprocessing_from(shards_manifest),
         selection={"split": split, "statuses": list(USABLE_STATUSES), "order": "clip_id",
                    "max_clips": max_clips, "in_split": int(len(in_split)), "usable": n_usable,
-                   "pairing": "same clip" if kind == "paired" else "next clip by another speaker"},
+                   "pairing": "next clip by another speaker" if kind == "unpaired" else "same clip",
+                   **({"personalize_frames": personalize_frames, "too_short": too_short}
+                      if kind == "personalized" else {})},
         clips=clips,
     )
     return task
@@ -303,9 +338,10 @@ class TaskItem:
     """One clip of a task with its driving audio loaded (float32 mono at the task sample rate)."""
 
     clip: TaskClip
-    audio: np.ndarray
+    audio: np.ndarray  # the driving audio (personalised tasks: from the first target frame on)
     fps: float
     sample_rate: int
+    personal_audio: np.ndarray | None = None  # personalised tasks: the fine-tuning frames' audio
 
     @property
     def clip_id(self) -> str:
@@ -337,4 +373,9 @@ def load_audio(task: TaskManifest) -> dict[str, np.ndarray]:
 def iter_items(task: TaskManifest) -> Iterator[TaskItem]:
     audio = load_audio(task)
     for clip in task.clips:
-        yield TaskItem(clip=clip, audio=audio[clip.audio_clip], fps=task.fps, sample_rate=task.sample_rate)
+        a = audio[clip.audio_clip]
+        personal = None
+        if clip.personalize_frames:
+            cut = round(clip.personalize_frames * task.sample_rate / task.fps)
+            a, personal = a[cut:], a[:cut]
+        yield TaskItem(clip=clip, audio=a, fps=task.fps, sample_rate=task.sample_rate, personal_audio=personal)

@@ -172,27 +172,35 @@ def prepare_target(video: str | Path, head_size: int, margin: float = 1.5, pipel
     """Decode a video (its first ``max_frames`` frames) and run the pipeline's face tracking, pose and MFCC
     on it; cut head crops."""
     from talkbench.media import read_av
+
+    av = read_av(video, max_frames=max_frames)
+    if av.audio is None:
+        raise TalkbenchError(f"{video}: no audio stream (the target's speech is needed to fine-tune)")
+    return target_from_arrays(av.frames, av.audio, head_size, margin, pipeline_config, keep_frames, Path(video).stem)
+
+
+def target_from_arrays(frames: np.ndarray, audio: np.ndarray, head_size: int, margin: float = 1.5,
+                       pipeline_config: dict | None = None, keep_frames: bool = True, name: str = "target") -> Target:
+    """(T, H, W, 3) uint8 frames at 25 fps + 16 kHz audio -> a :class:`Target` (the benchmark's
+    ``personalize(frames, audio)`` entry uses this)."""
     from talkbench.models.features import mfcc_from_audio
     from talkbench.pipelines.face import process_frames, warp_crops
     from talkbench.pipelines.stages.landmarks import LandmarksConfig
     from talkbench.pipelines.stages.pose import PoseConfig
 
     pc = pipeline_config or {}
-    av = read_av(video, max_frames=max_frames)
-    if av.audio is None:
-        raise TalkbenchError(f"{video}: no audio stream (the target's speech is needed to fine-tune)")
     pose_cfg = PoseConfig.model_validate(pc.get("pose", {}))
-    out = process_frames(av.frames, FPS, LandmarksConfig.model_validate(pc.get("landmarks", {})), pose_cfg=pose_cfg)
+    out = process_frames(frames, FPS, LandmarksConfig.model_validate(pc.get("landmarks", {})), pose_cfg=pose_cfg)
     valid = np.asarray(out["face_found"], bool)
     if not valid.any():
-        raise TalkbenchError(f"{video}: no face found")
+        raise TalkbenchError(f"{name}: no face found")
     m = head_box_matrix(out["landmarks"], valid, head_size, margin)
     mats = np.repeat(m[None], len(valid), 0)
-    crops = warp_crops(av.frames, mats, (head_size, head_size))
-    audio = av.audio[: round(len(valid) / FPS * SAMPLE_RATE)]
+    crops = warp_crops(frames, mats, (head_size, head_size))
+    audio = np.asarray(audio, np.float32).reshape(-1)[: round(len(valid) / FPS * SAMPLE_RATE)]
     mfcc = mfcc_from_audio(audio, SAMPLE_RATE, len(valid), pc.get("audio_features"))
-    return Target(out["landmarks"], out["pose"], valid, mfcc, crops, mats, tuple(av.frames.shape[1:3]),
-                  pose_cfg.vertical_fov_deg, audio, Path(video).stem, av.frames if keep_frames else None)
+    return Target(out["landmarks"], out["pose"], valid, mfcc, crops, mats, tuple(frames.shape[1:3]),
+                  pose_cfg.vertical_fov_deg, audio, name, frames if keep_frames else None)
 
 
 def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[str, ...] = ("ok", "partial"),
@@ -564,15 +572,17 @@ def train_general(shards: str | Path, cfg: Yi2020Config, split: str = "train", m
 
 
 # ---------------------------------------------------------------------------- personalisation
-def personalize(general: Yi2020, video: str | Path, frames: int = 300, overrides: dict[str, Any] | None = None,
-                progress: Any = None) -> tuple[Yi2020, Target]:
+def personalize(general: Yi2020, video: str | Path | Target, frames: int = 300,
+                overrides: dict[str, Any] | None = None, progress: Any = None) -> tuple[Yi2020, Target]:
     """Fit the target's identity (neutral shape, vertex colours, identity feature) on its first ``frames``
-    frames and fine-tune ATC-net and the GAN on them (published: 300 frames, lambda_mask 2)."""
+    frames and fine-tune ATC-net and the GAN on them (published: 300 frames, lambda_mask 2).
+    ``video`` is a file, or a :class:`Target` already prepared (the benchmark adapter's case)."""
     say = progress or log.info
     cfg = general.cfg.model_copy(update=overrides or {}) if overrides else general.cfg
     torch.manual_seed(cfg.seed)
     # only the fine-tuning frames are read: nothing of the held-out rest (not even the head box) leaks in
-    target = prepare_target(video, cfg.head_size, cfg.head_margin, general.pipeline_config, max_frames=frames)
+    target = video if isinstance(video, Target) else prepare_target(
+        video, cfg.head_size, cfg.head_margin, general.pipeline_config, max_frames=frames)
     if len(target) < frames:
         say(f"{video}: {len(target)} frames, fewer than the {frames} asked for: fine-tuning on all of them")
     part = target.head(min(frames, len(target)))
@@ -706,3 +716,50 @@ def generate_video(checkpoint: str | Path, audio_path: str | Path, out: str | Pa
 def pose_variation(coeffs: np.ndarray, n_exp: int) -> float:
     """Mean std over frames of the predicted rotations (degrees): 0 for a constant pose."""
     return float(np.asarray(coeffs)[:, n_exp : n_exp + 3].std(0).mean()) if len(coeffs) > 1 else math.nan
+
+
+# ---------------------------------------------------------------------------- benchmark adapter
+class BenchAdapter:
+    """A ``module:Class`` submission for personalised tasks:
+    ``talkbench.models.yi2020:BenchAdapter?checkpoint=GENERAL_CKPT[&preset=tiny]``.
+
+    Per clip the harness calls ``personalize(frames, audio)`` with the clip's fine-tuning frames, then
+    ``generate(reference_image, audio, fps)``: the generated head crops are blended into the fine-tuning
+    frames of nearest head rotation, so the output has the source frame size (the metrics track faces
+    in it like in the real video).
+    """
+
+    model = "yi2020"
+    batch_size = 1
+
+    def __init__(self, checkpoint: str, preset: str | None = None):
+        self.checkpoint = checkpoint
+        self.version = Path(checkpoint).name
+        self.preset = preset
+        self.general: Yi2020 | None = None
+        self.personal: Yi2020 | None = None
+        self.target: Target | None = None
+
+    def setup(self) -> None:
+        self.general = Yi2020.load(self.checkpoint)
+
+    def personalize(self, frames: np.ndarray, audio: np.ndarray) -> None:
+        if self.general is None:
+            self.setup()
+        over = None
+        if self.preset:
+            p = preset(self.preset)
+            over = {k: getattr(p, k) for k in ("finetune_audio", "finetune_gan", "finetune_mask")}
+        cfg = self.general.cfg
+        target = target_from_arrays(np.asarray(frames), audio, cfg.head_size, cfg.head_margin,
+                                    self.general.pipeline_config)
+        self.personal, self.target = personalize(self.general, target, len(frames), over)
+
+    def generate(self, reference_image: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> np.ndarray:
+        if self.personal is None:
+            raise TalkbenchError("yi2020 generates only after personalize(): use a personalized task "
+                                 "(bench make-task --kind personalized)")
+        if abs(fps - FPS) > 1e-6:
+            raise TalkbenchError(f"yi2020 makes {FPS} fps video; the task asks for {fps}")
+        res = generate_frames(self.personal, np.asarray(audio_16k, np.float32))
+        return blend_into_frames(res["frames"], res["rendered"], res["coefficients"], self.target, self.personal)

@@ -50,3 +50,24 @@ class Broken:
         if self.mode == "gray":
             return np.zeros((n, h, w), np.uint8)
         raise RuntimeError("the model crashed")
+
+
+class NearestFrame:
+    """Personalised-task baseline: ``personalize(frames, audio)`` keeps the fine-tuning frames; ``generate``
+    repeats the last of them (the "nearest-frame" baseline of seed 001). Records what it was given."""
+
+    model = "nearest-frame"
+    version = "0.1"
+    calls: list[tuple[int, int]] = []  # (frames, audio samples) per personalize call, across instances
+
+    def __init__(self) -> None:
+        self.frames: np.ndarray | None = None
+
+    def personalize(self, frames: np.ndarray, audio: np.ndarray) -> None:
+        self.frames = np.asarray(frames)
+        NearestFrame.calls.append((len(frames), len(audio)))
+
+    def generate(self, reference_image: np.ndarray, audio_16k: np.ndarray, fps: float) -> np.ndarray:
+        assert self.frames is not None, "personalize() must run first on a personalized task"
+        n = int(round(len(audio_16k) / 16_000 * fps))
+        return np.repeat(self.frames[-1:], n, axis=0)

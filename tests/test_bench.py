@@ -529,3 +529,45 @@ def test_against_a_real_mlflow_server(bench_env, mlflow_server, tmp_path):
     assert "builtin:ground-truth" in out.read_text()
     exp = MlflowClient(uri).get_experiment_by_name("bench/grid1/v1")  # the runs went to the server
     assert exp is not None and len(MlflowClient(uri).search_runs([exp.experiment_id])) == 1
+
+
+# --------------------------------------------------------------------------- personalised task (seed 001)
+
+
+def test_personalized_task_ranks_ground_truth_first_on_head_pose(bench_env):
+    from bench_adapters import NearestFrame
+
+    from talkbench.benchmark.harness import run_submissions
+    from talkbench.benchmark.tasks import load_task
+
+    assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "grid-pers",
+                 "--kind", "personalized", "--personalize-frames", "40"]) == 0
+    task = load_task("grid-pers")
+    assert task.kind == "personalized" and task.paired and len(task.clips) == 3
+    assert all(c.personalize_frames == 40 and c.n_frames == 35 and c.reference_frame < 40 for c in task.clips)
+    assert task.selection["too_short"] == 0
+    NearestFrame.calls.clear()
+    metrics = ["lmd", "hs-hist", "hs-w1", "hs-seq-r", "pose-diversity"]
+    specs = ["builtin:ground-truth", "builtin:static-frame", "bench_adapters:NearestFrame"]
+    results = {r.submission.spec: r for r, _ in run_submissions("grid-pers", specs, metrics=metrics,
+                                                                 keep_videos=False, log_to_mlflow=False)}
+    assert NearestFrame.calls == [(40, 40 * 640)] * 3  # personalize(frames, audio) per clip, before generate
+    gt = results["builtin:ground-truth"]
+    assert gt.n_ok == 3
+    for spec in specs[1:]:
+        other = results[spec]
+        assert other.n_ok == 3
+        for clip, v in _values(other, "hs_w1").items():
+            assert v < _values(gt, "hs_w1")[clip], (spec, clip)
+        for clip, v in _values(other, "hs_hist").items():
+            assert v <= _values(gt, "hs_hist")[clip] == 1.0
+        for clip, v in _values(other, "lmd").items():
+            assert v > _values(gt, "lmd")[clip]
+    # frame-aligned: the ground truth correlates perfectly; a held frame (its tracked pose barely moves)
+    # correlates less, or has no r at all, which is then counted in hs_seq_r_undefined (never dropped)
+    for clip, r in _values(results["builtin:static-frame"], "hs_seq_r").items():
+        assert _values(gt, "hs_seq_r")[clip] == pytest.approx(1.0)
+        undefined = _values(results["builtin:static-frame"], "hs_seq_r_undefined")[clip]
+        assert (np.isnan(r) and undefined == 3) or r < 0.99
+    assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "grid-pers2",
+                 "--kind", "personalized", "--personalize-frames", "60"]) != 0  # 60 + 25 > 75 frames

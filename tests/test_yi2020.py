@@ -109,3 +109,16 @@ def test_head_box_covers_every_frame_of_the_clip():
     pts = apply_affine(np.repeat(m[None], len(d["landmarks"]), 0), d["landmarks"][..., :2].astype(np.float64))
     assert pts.min() >= 0 and pts.max() <= 64
     assert m[0, 1] == 0 and m[1, 0] == 0 and m[0, 0] == m[1, 1]  # no rotation: pose stays visible
+
+
+def test_bench_adapter_personalizes_per_clip_then_generates_full_frames(general):
+    root, _ = general
+    d = tracked_clips()[VOX.stem]
+    adapter = Y.BenchAdapter(str(root / "general"), preset="tiny")
+    adapter.setup()
+    with pytest.raises(Exception, match="personalize"):
+        adapter.generate(d["frames"][0], d["audio"][:16000], 25.0)
+    adapter.personalize(d["frames"][:60], d["audio"][: 60 * 640])
+    assert adapter.personal.history["personalise"]["frames"] == 60
+    out = adapter.generate(d["frames"][0], d["audio"][60 * 640 : 90 * 640], 25.0)
+    assert out.shape == (30, 224, 224, 3) and out.dtype == np.uint8

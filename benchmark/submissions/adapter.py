@@ -33,6 +33,8 @@ class AdapterSubmission(Submission):
     def outputs(self, inputs: Iterator[ItemInputs]) -> Iterator[ClipOutput]:
         batch_fn = getattr(self.obj, "generate_batch", None)
         size = int(getattr(self.obj, "batch_size", 1) or 1) if callable(batch_fn) else 1
+        if callable(getattr(self.obj, "personalize", None)):
+            size = 1  # personalised per clip: each generate follows its own clip's personalize()
         batch: list[ItemInputs] = []
         for inp in inputs:
             batch.append(inp)
@@ -55,6 +57,7 @@ class AdapterSubmission(Submission):
             results = []
             for b in batch:
                 try:
+                    self._personalize(b)
                     results.append(self.generate_one(b))
                 except ClipError as e:
                     results.append(e)
@@ -73,6 +76,13 @@ class AdapterSubmission(Submission):
                 except TypeError as e:
                     out.error = ClipError("bad_output", f"{type(e).__name__}: {e}")
             yield out
+
+    def _personalize(self, inp: ItemInputs) -> None:
+        """Personalised tasks: ``personalize(frames, audio)`` with the clip's fine-tuning material first,
+        when the adapter has it (one without it is scored as a non-personalised baseline)."""
+        fn = getattr(self.obj, "personalize", None)
+        if inp.personal_frames is not None and callable(fn):
+            fn(inp.personal_frames, inp.item.personal_audio)
 
     def generate_one(self, inp: ItemInputs) -> Any:
         return self.obj.generate(inp.reference_image, inp.item.audio, inp.item.fps)

@@ -42,6 +42,8 @@ class ItemInputs:
     item: TaskItem
     reference_image: np.ndarray  # (H, W, 3) uint8: the reference clip's identity frame, source size
     ground_truth: Callable[[], np.ndarray] | None  # lazily decoded GT frames (paired tasks)
+    #: personalised tasks: the clip's fine-tuning frames (their audio is ``item.personal_audio``)
+    personal_frames: np.ndarray | None = None
 
 
 @dataclass
