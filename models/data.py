@@ -55,6 +55,7 @@ class DataSpec:
     windows: bool = False  # per-frame audio windows (C, window_hops)
     aus: tuple[str, ...] = ()  # AU intensity targets
     sync_frames: int | None = None  # sync pairs: mouth block + aligned and shifted audio blocks
+    regions: bool = False  # MFTFG: upper-face landmarks, lower-face mask, masked GT, identity AUs/mask
 
     @property
     def n_coeffs_per_hop(self) -> int:
@@ -161,6 +162,8 @@ def frame_columns_for(spec: DataSpec, cfg: DataConfig) -> list[str]:
         cols.append("mouth")
     if spec.windows or spec.sync_frames:
         cols.append(cfg.audio_feature)
+    if spec.regions:
+        cols += ["landmarks", "align_matrix"]
     cols += [au_column(a) for a in spec.aus]
     return cols
 
@@ -220,6 +223,13 @@ class _ClipData:
                 [table.column(au_column(a)).to_numpy(zero_copy_only=False) for a in spec.aus], axis=1
             ).astype(np.float32)
         self._windows: np.ndarray | None = None
+        self._points: np.ndarray | None = None
+        self.landmarks = self.align = None
+        if spec.regions:
+            self.landmarks = np.stack(table.column("landmarks").to_numpy(zero_copy_only=False)) \
+                if table.column("landmarks").null_count == 0 else None
+            self.align = np.stack(table.column("align_matrix").to_numpy(zero_copy_only=False)) \
+                if table.column("align_matrix").null_count == 0 else None
 
     def windows(self) -> np.ndarray:
         if self._windows is None:
@@ -230,6 +240,21 @@ class _ClipData:
             else:
                 self._windows = hop_windows(self.audio, self.cfg.window_hops, MEL_BINS)
         return self._windows
+
+    def points68(self) -> np.ndarray:
+        """(T, 68, 2) landmarks in the model's crop pixels; the template layout where none are stored."""
+        if self._points is None:
+            from talkbench.models.face_regions import has_landmarks, landmarks68, template68
+
+            size = self.spec.image_size
+            native = next((self._decode(f).shape[0] for f in self.faces if f is not None), size)
+            pts = np.repeat(template68(size)[None], self.n, axis=0)
+            if self.landmarks is not None and self.align is not None:
+                ok = has_landmarks(self.landmarks) & np.isfinite(self.align).all(axis=1)
+                if ok.any():
+                    pts[ok] = landmarks68(self.landmarks[ok], self.align[ok], size / native)
+            self._points = pts
+        return self._points
 
     def image(self, blobs: list, i: int, h: int, w: int) -> np.ndarray:
         data = blobs[i]
@@ -248,6 +273,17 @@ class _ClipData:
             out["face"] = np.stack([self.image(self.faces, i, s, s) for i in range(start, end)])
         if spec.identity:
             out["identity"] = self.image(self.faces, self.identity_frame, spec.image_size, spec.image_size)
+        if spec.regions:
+            from talkbench.models.face_regions import masked_frames, polygon_mask, upper_face
+
+            s, pts = spec.image_size, self.points68()
+            out["landmarks"] = upper_face(pts[start:end], s)
+            out["lower"] = polygon_mask(pts[start:end], s)[:, None]
+            out["masked"] = masked_frames(out["face"], pts[start:end])
+            ident = pts[self.identity_frame : self.identity_frame + 1]
+            out["identity_lower"] = polygon_mask(ident, s)
+            if self.aus is not None:
+                out["identity_aus"] = np.nan_to_num(self.aus[self.identity_frame], nan=0.0)
         if spec.mouth_size is not None:
             h, w = spec.mouth_size
             out["mouth"] = np.stack([self.image(self.mouths, i, h, w) for i in range(start, end)])

@@ -88,3 +88,22 @@ class Objective:
     @torch.no_grad()
     def sample_grid(self, model: nn.Module, batch: Batch) -> np.ndarray | None:
         return None
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of images in [-1, 1]: (N, ...) -> (N,)."""
+    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1) / 4.0
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def load_frozen_helper(module: nn.Module, path: str, expect: str) -> None:
+    """Copy a trained checkpoint's weights into a frozen helper sub-module (their configs must agree)."""
+    from talkbench.errors import ConfigError
+    from talkbench.models.checkpoint import load_model
+
+    trained, _ = load_model(path, expect=expect)
+    if trained.cfg != module.cfg:
+        raise ConfigError(f"{path}: its {expect} config differs from this model's; set the model config to "
+                          f"{trained.cfg.model_dump()}")
+    module.load_state_dict(trained.state_dict())
+    module.requires_grad_(False).eval()

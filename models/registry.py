@@ -61,6 +61,9 @@ MODELS.register("audio_to_au", lazy="talkbench.models.audio_to_au:SPEC")
 MODELS.register("au_rgan", lazy="talkbench.models.au_rgan:SPEC")
 MODELS.register("tcn_sa", lazy="talkbench.models.tcn_sa:SPEC")
 MODELS.register("sync_expert", lazy="talkbench.models.sync_expert:SPEC")
+MODELS.register("au_attention", lazy="talkbench.models.au_attention:SPEC")
+MODELS.register("face_autoencoder", lazy="talkbench.models.face_autoencoder:SPEC")
+MODELS.register("mftfg", lazy="talkbench.models.mftfg:SPEC")
 
 
 def get_spec(name: str) -> ModelSpec:

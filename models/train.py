@@ -166,6 +166,9 @@ def train_step(objective: Any, wrapped: dict, parts: dict, opts: dict, batch: di
             group_logs[f"{g}_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(parts[g].parameters(), grad_clip))
         opts[g].step()
         logs.update(group_logs)
+    after = getattr(objective, "after_step", None)
+    if after is not None:  # e.g. the EMA copy of a diffusion model
+        after()
     return logs
 
 
