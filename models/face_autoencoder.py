@@ -133,5 +133,5 @@ SPEC = ModelSpec(
     description="small f4 KL/VQ face autoencoder for MFTFG's latent renderer",
     tiny=("model.image_size=32", "model.base_channels=8", "data.seq_len=2"),
     small=("model.base_channels=32",), seq_len=2,
-    overfit=((), 30, 3e-3, 2),
+    overfit=(("model.base_channels=16",), 60, 5e-3, 1),
 )

@@ -548,7 +548,7 @@ def _tiny() -> tuple[str, ...]:
             "model.audio_to_au.cnn_channels=[8]", "model.audio_to_au.cnn_dim=16", "model.audio_to_au.lstm_hidden=8",
             "model.audio_to_au.lstm_layers=1", "model.audio_to_au.fc_dims=[8,4]", "model.audio_to_au.shared_trunk=true",
             "model.au_attention.conv_dim=8", "model.au_attention.res_blocks=1", "model.attention_mask=landmark",
-            "model.fusion.channels=[16,32]", "model.fusion.dropout=0.0", "model.renderer.unet.channels=[16,32]",
+            "model.fusion.channels=[8,16]", "model.fusion.dropout=0.0", "model.renderer.unet.channels=[8,16]",
             "model.renderer.unet.attention_levels=[1]", "model.renderer.unet.heads=2", "model.diffusion.ddim_steps=4",
             "model.ema_decay=0.9", "data.seq_len=4", "data.window_hops=25", "loss.val_ddim_steps=2")
 
@@ -562,5 +562,5 @@ SPEC = ModelSpec(
            "model.renderer.unet.channels=[32,64,128]", "model.audio_to_au.shared_trunk=true", "data.window_hops=25",
            "model.context_dim=64"),
     seq_len=8,
-    overfit=((), 60, 3e-3, 1),
+    overfit=((), 40, 5e-3, 1),
 )

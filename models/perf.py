@@ -115,7 +115,7 @@ NAIVE = ("one sample per optimizer step (batch 1, looped batch_size times), fp32
          "format; same model, objective, optimizer and data")
 
 
-def _random_batch(spec: Any, seq_len: int, b: int) -> dict[str, Any]:
+def _random_batch(spec: Any, seq_len: int, b: int, window_hops: int = 35) -> dict[str, Any]:
     import torch
 
     g = torch.Generator().manual_seed(0)
@@ -128,13 +128,25 @@ def _random_batch(spec: Any, seq_len: int, b: int) -> dict[str, Any]:
     if spec.mouth_size:
         out["mouth"] = torch.randint(0, 256, (b, t, 3, *spec.mouth_size), dtype=torch.uint8, generator=g)
     if spec.windows:
-        out["windows"] = torch.randn(b, t, 12, 35, generator=g)
+        out["windows"] = torch.randn(b, t, 12, window_hops, generator=g)
     if spec.sync_frames:
         out["audio"] = torch.randn(b, 12, 4 * t, generator=g)
         out["audio_neg"] = torch.randn(b, 12, 4 * t, generator=g)
     if spec.aus:
         out["aus"] = torch.rand(b, t, len(spec.aus), generator=g) * 5
         out["au_mask"] = torch.ones(b, t, len(spec.aus), dtype=torch.bool)
+    if spec.regions:  # MFTFG: the template face layout's regions
+        import numpy as np
+
+        from talkbench.models.face_regions import masked_frames, polygon_mask, template68, upper_face
+
+        s = spec.image_size
+        pts = np.repeat(template68(s)[None], t, axis=0)
+        out["landmarks"] = torch.from_numpy(upper_face(pts, s))[None].expand(b, -1, -1, -1).contiguous()
+        out["lower"] = torch.from_numpy(polygon_mask(pts, s))[None, :, None].expand(b, -1, -1, -1, -1).contiguous()
+        out["masked"] = torch.stack([torch.from_numpy(masked_frames(f.numpy(), pts)) for f in out["face"]])
+        out["identity_lower"] = out["lower"][:, 0].clone()
+        out["identity_aus"] = torch.rand(b, len(spec.aus), generator=g) * 5
     return out
 
 
@@ -208,7 +220,7 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
         overrides.append(f"loss.au_classifier_checkpoint={tmp.name}/cls")
     cfg = load_run_config(name, None, overrides)
     model, obj, parts, opts = _setup(name, cfg, dev, cfg.train.channels_last)
-    batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), seq_len, batch_size).items()}
+    batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), seq_len, batch_size, cfg.data.window_hops).items()}
     bf16 = dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
