@@ -171,6 +171,7 @@ class AUAttentionObjective(Objective):
 SPEC = ModelSpec(
     module=AUAttention, config=AUAttentionConfig, objective=AUAttentionObjective,
     description="identity image + speech AUs -> attention mask splitting Identity-face / Audio-face (MFTFG-AU)",
+    defaults=("data.seq_len=8", "data.stride=8"),
     tiny=("model.aus=[AU25,AU26]", "model.image_size=32", "model.conv_dim=8", "model.res_blocks=1", "data.seq_len=4",
           "loss.au=0"),
     small=("model.conv_dim=16", "model.res_blocks=2", "loss.au=0"), seq_len=4,

@@ -131,6 +131,7 @@ class AutoencoderObjective(Objective):
 SPEC = ModelSpec(
     module=FaceAutoencoder, config=FaceAutoencoderConfig, objective=AutoencoderObjective,
     description="small f4 KL/VQ face autoencoder for MFTFG's latent renderer",
+    defaults=("data.seq_len=4", "data.stride=4", "train.lr=1e-4", "train.betas=[0.5,0.9]"),
     tiny=("model.image_size=32", "model.base_channels=8", "data.seq_len=2"),
     small=("model.base_channels=32",), seq_len=2,
     overfit=(("model.base_channels=16",), 60, 5e-3, 1),

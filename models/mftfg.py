@@ -557,6 +557,10 @@ SPEC = ModelSpec(
     module=MFTFG, config=MFTFGConfig, objective=MFTFGObjective, generate=generate,
     generate_options=MFTFGGenerateOptions,
     description="MFTFG-AU: AU/audio/landmark fusion conditioning a DDIM diffusion renderer (seed 002)",
+    # the authors': 50-frame windows, 25-hop MFCC, AdamW, grad clip 0.1 (their lr ~1e-6 x batch is for
+    # fine-tuning a pretrained LDM; from scratch talkbench uses 1e-4)
+    defaults=("data.seq_len=50", "data.stride=25", "data.window_hops=25", "train.batch_size=2", "train.lr=1e-4",
+              "train.betas=[0.9,0.999]", "train.weight_decay=0.01", "train.grad_clip=0.1"),
     tiny=_tiny(),
     small=("model.image_size=64", "model.attention_mask=landmark", "model.fusion.channels=[128,256]",
            "model.renderer.unet.channels=[32,64,128]", "model.audio_to_au.shared_trunk=true", "data.window_hops=25",
