@@ -104,6 +104,13 @@ class CheckpointGenerator:
             raise ConfigError(f"{name} takes no generate options, got {options}")
         self.pipeline_cfg = json.loads(self.meta.get("pipeline_config", "{}"))
 
+    @property
+    def variant(self) -> str | None:
+        """The sampling variant a generator records with its results (e.g. mftfg's ``ddim50-full_face``):
+        its spec's ``extra["variant"](options)``; None for one-pass generators."""
+        fn = self.spec.extra.get("variant")
+        return fn(self.options) if fn is not None else None
+
     def setup(self) -> None:
         from talkbench.models.checkpoint import load_model
 

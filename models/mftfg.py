@@ -466,9 +466,12 @@ class MFTFGGenerateOptions(StrictModel):
     progress: bool = True
 
 
-def variant_name(options: MFTFGGenerateOptions, inpaint: bool) -> str:
-    """The submission variant recorded on the leaderboard, e.g. ``ddim50-inpaint`` / ``ddim25-full_face``."""
-    return f"ddim{options.ddim_steps}-{'inpaint' if inpaint else 'full_face'}"
+def variant_name(options: MFTFGGenerateOptions | None) -> str:
+    """The submission variant recorded on the leaderboard: ``ddim50-inpaint`` / ``ddim25-full_face``
+    (``-by_task`` when the task kind decides: inpaint on a dubbing task, full face otherwise)."""
+    options = options or MFTFGGenerateOptions()
+    mode = {True: "inpaint", False: "full_face", None: "by_task"}[options.inpaint]
+    return f"ddim{options.ddim_steps}-{mode}"
 
 
 def _windows(model: MFTFG, inputs) -> np.ndarray:
@@ -567,4 +570,5 @@ SPEC = ModelSpec(
            "model.context_dim=64"),
     seq_len=8,
     overfit=((), 40, 5e-3, 1),
+    extra={"variant": variant_name},
 )

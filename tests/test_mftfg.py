@@ -265,3 +265,51 @@ def test_train_saves_a_checkpoint_that_reloads_offline_and_samples_identically(s
     a = model.sample(inputs, inpaint=False, ddim_steps=2, generator=torch.Generator().manual_seed(0))
     b = again.sample(inputs, inpaint=False, ddim_steps=2, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_mftfg_checkpoint_generates_a_video_with_audio_and_scores_as_a_variant(tmp_path, capsys):
+    """`talkbench generate` writes 25 × audio-seconds frames with the audio muxed; a checkpoint: submission
+    is scored on a one-shot task and named with its sampling variant."""
+    import wave
+
+    import av
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import AUDIO, GRID_CLIPS
+    from PIL import Image
+
+    from talkbench.benchmark.evaluator import evaluate
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import build_task
+    from talkbench.cli import main
+    from talkbench.media import read_av
+    from talkbench.models.train import train
+
+    root = write_shards(tmp_path / "shards", speakers=1, clips_per_speaker=1, n_frames=75, val_speakers=0, files=1)
+    clips = pq.read_table(root / "clips.parquet")  # the one clip's ground truth: a real GRID video
+    src = pa.array([str(GRID_CLIPS[0])] * clips.num_rows, clips.schema.field("source_path").type)
+    pq.write_table(clips.set_column(clips.schema.get_field_index("source_path"), "source_path", src),
+                   root / "clips.parquet")
+    cfg = load_run_config("mftfg", None, [*tiny_overrides("mftfg", tmp_path / "runs", steps=2, batch_size=1)],
+                          shards=str(root))
+    ckpt = train("mftfg", cfg).checkpoint
+    with av.open(str(GRID_CLIPS[0])) as c:
+        Image.fromarray(next(c.decode(video=0)).to_ndarray(format="rgb24")).save(tmp_path / "ref.png")
+    with wave.open(str(AUDIO / "hdtf_radio31.wav")) as a, wave.open(str(tmp_path / "a.wav"), "wb") as dst:
+        dst.setparams(a.getparams())
+        dst.writeframes(a.readframes(16_000))  # 1 s
+    out = tmp_path / "mftfg.mp4"
+    assert main(["generate", "--checkpoint", str(ckpt), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "a.wav"), "--out", str(out), "--option", "ddim_steps=2",
+                 "--option", "progress=false"]) == 0, capsys.readouterr().err
+    video = read_av(out)
+    assert video.n_frames == 25 and video.frames.shape[1:] == (32, 32, 3)
+    assert video.audio is not None and abs(len(video.audio) / video.sample_rate - 1.0) < 0.05
+    assert main(["generate", "--checkpoint", str(ckpt), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "a.wav"), "--out", str(out), "--option", "inpaint=true"]) != 0  # one-shot: no GT
+    task = build_task(root, "mftfg-oneshot", split="train", max_clips=1)
+    sub = load_submission(f"checkpoint:{ckpt}?ddim_steps=2&progress=false")
+    assert sub.name.endswith("[ddim2-by_task]")
+    (row,) = evaluate(task, sub, metric_names=["psnr"]).rows
+    assert row["status"] == "ok", row

@@ -105,7 +105,11 @@ def _checkpoint_submission(s: Spec) -> Submission:
     files = [ckpt] if ckpt.is_file() else sorted(p for p in ckpt.rglob("*") if p.is_file())
     identity = {"kind": "checkpoint", "options": s.options,
                 "files": {str(p.relative_to(ckpt.parent)): file_sha256(p) for p in files}}
-    return AdapterSubmission(obj, s.spec, s.name or f"checkpoint:{ckpt.name}", identity, s.length_tolerance)
+    variant = obj.variant  # e.g. a diffusion renderer's sampling steps: results of variants are not comparable
+    if variant:
+        identity["variant"] = variant
+    name = s.name or f"checkpoint:{ckpt.name}" + (f"[{variant}]" if variant else "")
+    return AdapterSubmission(obj, s.spec, name, identity, s.length_tolerance)
 
 
 @SUBMISSION_KINDS.register("builtin")
