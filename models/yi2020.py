@@ -47,6 +47,7 @@ from talkbench.models.memory_gan import (
     discriminator_loss,
     generator_loss,
 )
+from talkbench.pipelines.stages.head import head_box_matrix  # one owner: the pipeline's head stage
 from talkbench.schema import FPS, HOPS_PER_FRAME, MFCC_DIM, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -126,16 +127,6 @@ def _merge(a: dict, b: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- head crops
-def head_box_matrix(landmarks: np.ndarray, valid: np.ndarray, size: int, margin: float = 1.5) -> np.ndarray:
-    """(2, 3) source -> head-crop matrix of one fixed square box per clip: the union of the face's
-    landmark boxes over the valid frames (so every pose of the clip stays inside), centred, side x margin."""
-    pts = np.asarray(landmarks, np.float64)[np.asarray(valid, bool), :, :2]
-    if not len(pts):
-        raise TalkbenchError("no frame with a face: cannot place a head box")
-    lo, hi = np.nanmin(pts, axis=(0, 1)), np.nanmax(pts, axis=(0, 1))
-    centre, side = (lo + hi) / 2, float((hi - lo).max()) * margin
-    s = size / side
-    return np.array([[s, 0, size / 2 - s * centre[0]], [0, s, size / 2 - s * centre[1]]], np.float64)
 
 
 # ---------------------------------------------------------------------------- a prepared target
@@ -215,9 +206,9 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
 
     index = ShardIndex(root)
     names = set(pq.read_schema(index.frame_files[0]).names)
-    use_head = "head" in names and "head_matrix" in names
-    img_col, mat_col = ("head", "head_matrix") if use_head else ("face", "align_matrix")
-    cols = ["face_found", "landmarks", "yaw", "pitch", "roll", "tx", "ty", "tz", "mfcc", img_col, mat_col]
+    has_head = "head" in names and "head_matrix" in names  # schema >= 1.1; older shards: face crops only
+    cols = ["face_found", "landmarks", "yaw", "pitch", "roll", "tx", "ty", "tz", "mfcc", "face", "align_matrix"]
+    cols += ["head", "head_matrix"] if has_head else []
     clips = {c["clip_id"]: c for c in pq.read_table(Path(root) / "clips.parquet",
                                                      columns=["clip_id", "speaker_id", "source_height",
                                                               "source_width", "rotation"]).to_pylist()}
@@ -232,6 +223,8 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
         valid &= np.isfinite(lm).all(axis=(1, 2))
         if valid.sum() < 2:
             continue
+        use_head = has_head and t.column("head").null_count < n  # a clip prepared without the head stage
+        img_col, mat_col = ("head", "head_matrix") if use_head else ("face", "align_matrix")
         mats = t.column(mat_col).combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, 2, 3)
         blobs = t.column(img_col).to_pylist()
         first = next(b for b in blobs if b is not None)
@@ -763,3 +756,25 @@ class BenchAdapter:
             raise TalkbenchError(f"yi2020 makes {FPS} fps video; the task asks for {fps}")
         res = generate_frames(self.personal, np.asarray(audio_16k, np.float32))
         return blend_into_frames(res["frames"], res["rendered"], res["coefficients"], self.target, self.personal)
+
+
+# ---------------------------------------------------------------------------- recipe step
+def recipe_step(step: Any, ctx: Any) -> Path:
+    """The ``yi2020`` recipe step kind: train the general checkpoint on the recipe's shards.
+
+    ``step.overrides`` are ``key=value`` strings of :class:`Yi2020Config`; ``preset=NAME`` picks the
+    preset they apply to (default tiny). A finished step (its checkpoint folder exists) is skipped.
+    """
+    from talkbench.config import apply_overrides
+
+    over = apply_overrides({}, list(step.overrides))
+    name = over.pop("preset", "tiny")
+    out = Path(ctx.work) / step.name
+    if (out / MANIFEST).is_file():
+        ctx.echo(f"{step.name}: done earlier ({out})")
+        return out
+    cfg = preset(name, over)
+    flags = " ".join(f"-o {o}" for o in step.overrides if not o.startswith("preset="))
+    ctx.echo(f"talkbench yi2020 train --shards {ctx.shards} --preset {name} --out {out} {flags}".rstrip())
+    model = train_general(ctx.shards, cfg, progress=ctx.echo)
+    return model.save(out)

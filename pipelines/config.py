@@ -17,11 +17,12 @@ from talkbench.pipelines.stages.au import AUConfig
 from talkbench.pipelines.stages.audio_features import AudioFeaturesConfig
 from talkbench.pipelines.stages.decode import DecodeConfig
 from talkbench.pipelines.stages.encode import EncodeConfig
+from talkbench.pipelines.stages.head import HeadConfig
 from talkbench.pipelines.stages.landmarks import LandmarksConfig
 from talkbench.pipelines.stages.pose import PoseConfig
 from talkbench.pipelines.stages.quality import QualityConfig
 
-DEFAULT_STAGES = ["decode", "landmarks", "align", "pose", "au", "audio_features", "quality", "encode"]
+DEFAULT_STAGES = ["decode", "landmarks", "align", "head", "pose", "au", "audio_features", "quality", "encode"]
 
 
 class SplitConfig(StrictModel):
@@ -57,6 +58,7 @@ class PipelineConfig(StrictModel):
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
     pose: PoseConfig = Field(default_factory=PoseConfig)
     au: AUConfig = Field(default_factory=AUConfig)
     audio_features: AudioFeaturesConfig = Field(default_factory=AudioFeaturesConfig)

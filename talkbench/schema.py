@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: head, head_matrix (seed 001)
 
 #: The speech-related AUs of the method (GUIDE §1) and the extra mouth/eye AUs we also estimate.
 SPEECH_AUS: tuple[str, ...] = ("AU10", "AU14", "AU20", "AU25", "AU26")
@@ -102,6 +102,10 @@ FRAME_FIELDS: list[pa.Field] = [
     *[pa.field(au_column(a), pa.float32()) for a in ALL_AUS],
     pa.field("face", pa.binary()),  # encoded aligned face crop (PNG or JPEG, PIL opens it)
     pa.field("mouth", pa.binary()),  # encoded mouth crop
+    # encoded head crop: one fixed box per clip covering the face's motion, so pose stays visible (1.1)
+    pa.field("head", pa.binary()),
+    # 2 x 3 source pixels -> head crop (scale + shift; the same on every frame of a clip) (1.1)
+    pa.field("head_matrix", pa.list_(pa.float32(), 6)),
     # the 4 MFCC hops (10 ms each) of this 40 ms frame, 4 x 12 row-major; a frame's 350 ms window
     # is the concatenation over neighbouring frames (see talkbench.pipelines.stages.audio_features)
     pa.field("mfcc", pa.list_(pa.float32(), HOPS_PER_FRAME * MFCC_DIM)),

@@ -122,3 +122,18 @@ def test_bench_adapter_personalizes_per_clip_then_generates_full_frames(general)
     assert adapter.personal.history["personalise"]["frames"] == 60
     out = adapter.generate(d["frames"][0], d["audio"][60 * 640 : 90 * 640], 25.0)
     assert out.shape == (30, 224, 224, 3) and out.dtype == np.uint8
+
+
+def test_shards_with_and_without_head_crops(general, tmp_path):
+    _, shards = general
+    with_head = Y.targets_from_shards(shards)
+    assert with_head[0].crops.shape[1:] == (64, 64, 3)  # the head column
+    m = with_head[0].crop_matrix
+    assert np.allclose(m, m[0]) and m[0, 0, 1] == 0  # one fixed box per clip, no rotation
+    old = write_fixture_shards(tmp_path / "v1_0", head=False)  # a schema-1.0 folder: no head columns
+    import json
+
+    assert json.loads((old / "manifest.json").read_text())["schema_version"] == "1.0"
+    without = Y.targets_from_shards(old)  # read without the column: the aligned face crops instead
+    assert without[0].crops.shape[1:] == (128, 128, 3) and not np.allclose(without[0].crop_matrix,
+                                                                              without[0].crop_matrix[0])

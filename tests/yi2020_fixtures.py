@@ -24,9 +24,10 @@ def tracked_clips() -> dict[str, dict]:
     return out
 
 
-def write_fixture_shards(root, stems=None, head: bool = False):
+def write_fixture_shards(root, stems=None, head: bool = True):
     """A schema-valid shard folder made from the tracked fixture clips (real landmarks, pose, crops, MFCC),
-    so the yi2020 recipe trains on real faces without running the whole prepare pipeline again."""
+    so the yi2020 recipe trains on real faces without running the whole prepare pipeline again.
+    ``head=False`` writes a schema-1.0 folder: no head columns at all, as shards made before them."""
     import json
     from pathlib import Path
 
@@ -36,7 +37,11 @@ def write_fixture_shards(root, stems=None, head: bool = False):
     import pyarrow.parquet as pq
 
     from talkbench.models.features import mfcc_from_audio
+    from talkbench.pipelines.face import warp_crops
+    from talkbench.pipelines.stages.head import head_box_matrix
     from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA, SCHEMA_VERSION
+
+    schema = FRAMES_SCHEMA if head else pa.schema([f for f in FRAMES_SCHEMA if not f.name.startswith("head")])
 
     root = Path(root)
     (root / "frames").mkdir(parents=True, exist_ok=True)
@@ -58,18 +63,23 @@ def write_fixture_shards(root, stems=None, head: bool = False):
             "align_matrix": list(d["align_matrix"].reshape(n, 6).astype(np.float32)),
             "face": [jpg(f) for f in d["face_crop"]], "mfcc": list(mfcc.astype(np.float32)),
         }
+        if head:
+            m = np.repeat(head_box_matrix(d["landmarks"], d["face_found"], 64)[None], n, 0)
+            cols["head"] = [jpg(f) for f in warp_crops(d["frames"], m, (64, 64))]
+            cols["head_matrix"] = list(m.reshape(n, 6).astype(np.float32))
         for j, c in enumerate(("yaw", "pitch", "roll", "tx", "ty", "tz")):
             cols[c] = d["pose"][:, j].astype(np.float32)
-        tables.append(pa.Table.from_pydict({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in FRAMES_SCHEMA},
-                                           schema=FRAMES_SCHEMA))
+        tables.append(pa.Table.from_pydict({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in schema},
+                                           schema=schema))
         h, w = d["hw"]
         rows.append({"clip_id": stem, "dataset": "fixture", "speaker_id": f"spk{k}", "split": "train",
                      "status": "ok", "n_frames": n, "fps": 25.0, "sample_rate": 16000, "source_height": int(h),
                      "source_width": int(w), "rotation": 0, "identity_frame": 0})
-    with pq.ParquetWriter(root / "frames" / "part-00000.parquet", FRAMES_SCHEMA) as wr:
+    with pq.ParquetWriter(root / "frames" / "part-00000.parquet", schema) as wr:
         for t in tables:
             wr.write_table(t, row_group_size=t.num_rows)
     pq.write_table(pa.Table.from_pylist(rows, schema=CLIPS_SCHEMA), root / "clips.parquet")
-    (root / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "dataset": "fixture",
+    (root / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION if head else "1.0",
+                                                    "dataset": "fixture",
                                                     "counts": {"clips": len(rows), "ok": len(rows)}}))
     return root

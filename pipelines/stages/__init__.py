@@ -6,6 +6,7 @@ from talkbench.pipelines.stages import (  # noqa: F401  (import registers)
     audio_features,
     decode,
     encode,
+    head,
     landmarks,
     pose,
     quality,

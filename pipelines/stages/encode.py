@@ -37,11 +37,13 @@ def encode_images(images: np.ndarray, cfg: EncodeConfig) -> list[bytes]:
 
 @register_stage("encode", EncodeConfig)
 def encode(clip: Clip, cfg: EncodeConfig, ctx: WorkerContext) -> Clip:
-    """face_crop / mouth_crop -> "face" / "mouth" bytes columns (object arrays); the raw crops and
+    """face_crop / mouth_crop (/ head_crop) -> "face" / "mouth" (/ "head") bytes columns (object arrays); the raw crops and
     clip.video are dropped to free memory before the clip travels back to the writer."""
     ft = clip.frames_table
-    for crop, column in (("face_crop", "face"), ("mouth_crop", "mouth")):
+    for crop, column in (("face_crop", "face"), ("mouth_crop", "mouth"), ("head_crop", "head")):
         if crop not in ft:
+            if crop == "head_crop":  # the head stage is optional (stages list without it)
+                continue
             raise RuntimeError(f"the encode stage needs {crop!r} (run the align stage first)")
         encoded = np.empty(len(ft[crop]), dtype=object)
         encoded[:] = encode_images(ft.pop(crop), cfg)
