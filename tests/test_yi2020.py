@@ -137,3 +137,34 @@ def test_shards_with_and_without_head_crops(general, tmp_path):
     without = Y.targets_from_shards(old)  # read without the column: the aligned face crops instead
     assert without[0].crops.shape[1:] == (128, 128, 3) and not np.allclose(without[0].crop_matrix,
                                                                               without[0].crop_matrix[0])
+
+
+@pytest.fixture(scope="module")
+def short_target(general):
+    root, _ = general
+    d = tracked_clips()[VOX.stem]
+    g = Y.Yi2020.load(root / "general")
+    return g, Y.target_from_arrays(d["frames"][:40], d["audio"][: 40 * 640], g.cfg.head_size, g.cfg.head_margin)
+
+
+@pytest.mark.parametrize("ablation", ["render=sketch", "ablation=no_memory", "ablation=no_personalisation"])
+def test_ablations(short_target, ablation):
+    import torch
+
+    general, target = short_target
+    key, value = ablation.split("=")
+    personal, _ = Y.personalize(general, target, 40, {key: value})
+    audio = tracked_clips()[VOX.stem]["audio"][40 * 640 : 60 * 640]
+    res = Y.generate_frames(personal, audio)
+    assert res["frames"].shape == (20, 32, 32, 3)
+    if key == "render":  # flat grey face region and coloured contours, no texture
+        face = res["rendered"].reshape(-1, 3)
+        assert ((face == 150).all(1)).mean() > 0.1
+    elif value == "no_memory":
+        r = Y._stack_window(Y._img(res["rendered"], 32), 3)
+        own = torch.from_numpy(personal.identity.astype(np.float32)).expand(len(r), -1)
+        assert torch.equal(personal.gan.identity_for(r, own), own)
+    else:  # no fine-tuning: the audio net and the GAN are the general ones
+        for a, b in zip(personal.audio_net.state_dict().values(), general.audio_net.state_dict().values(), strict=True):
+            assert torch.equal(a, b)
+        assert "audio_loss" not in personal.history["personalise"]
