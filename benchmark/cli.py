@@ -11,6 +11,9 @@ SPEC_HELP = ("a folder or .zip/.tar of <clip_id>.mp4 (outputs first), builtin:gr
 
 
 def register(sub: Any, perf_sub: Any) -> None:
+    from talkbench.benchmark.perf_metrics import register_perf
+
+    register_perf(perf_sub)
     b = sub.add_parser("bench", help="benchmark talking-head models: tasks, submissions, MLflow, leaderboards",
                        description="Three steps: make-task (from prepared shards), run (one MLflow run per "
                        "submission), leaderboard.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from talkbench.config import add_override_arg
 from talkbench.models.registry import MODELS  # light: lazy entries, no torch
 
 
@@ -21,8 +22,7 @@ def register(sub: Any, perf_sub: Any) -> None:
                    "-o out=DIR -o n_exp=64 -o n_id=40 -o face3d_ridge=1.0)")
     t.add_argument("--shards", required=True, help="prepared shard folder (talkbench prepare output)")
     t.add_argument("--config", default=None, help="YAML with model/loss/data/train sections (configs/models/*.yaml)")
-    t.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. -o train.steps=100 -o model.fusion.cell=lstm")
+    add_override_arg(t, "override a config field, e.g. -o train.steps=100 -o model.fusion.cell=lstm")
     t.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="resume from a checkpoint folder, or (no value) the latest one of train.run_name")
     t.set_defaults(handler=_train)

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from talkbench.config import add_override_arg
+
 
 def register(sub: Any, perf_sub: Any) -> None:
     y = sub.add_parser("yi2020", help="seed 001 (Yi et al. 2020): train the general yi2020 checkpoint on shards")
@@ -21,8 +23,7 @@ def register(sub: Any, perf_sub: Any) -> None:
     yt.add_argument("--out", required=True, help="checkpoint folder to write")
     yt.add_argument("--split", default="train")
     yt.add_argument("--max-clips", type=int, default=None)
-    yt.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a Yi2020Config field, e.g. -o render=sketch -o ablation=no_memory")
+    add_override_arg(yt, "override a Yi2020Config field, e.g. -o render=sketch -o ablation=no_memory")
     yt.set_defaults(handler=_train_general)
 
     p = sub.add_parser("personalize", help="fine-tune a yi2020 checkpoint on the first N frames of a target video",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from talkbench.config import add_override_arg
+
 
 def register(sub: Any, perf_sub: Any) -> None:
     from talkbench.pipelines.au import AU_BACKENDS
@@ -27,10 +29,7 @@ def register(sub: Any, perf_sub: Any) -> None:
     p.add_argument("--strict", action="store_true", help="exit non-zero when any clip failed")
     p.add_argument("--retry-failed", action="store_true", help="process clips that failed in an earlier run again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-        help="override any config field, e.g. -o landmarks.max_gap_frames=3 (repeatable)",
-    )
+    add_override_arg(p, "override any config field, e.g. -o landmarks.max_gap_frames=3 (repeatable)")
     p.set_defaults(handler=_prepare)
 
     s = sub.add_parser(
@@ -58,8 +57,7 @@ def register(sub: Any, perf_sub: Any) -> None:
     pp.add_argument("--workers", type=int, default=None)
     pp.add_argument("--repeat", type=int, default=8, help="process the clip list this many times (stable numbers)")
     pp.add_argument("--out-dir", default="reports/perf")
-    pp.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                    help="pipeline config override, as for prepare (e.g. -o stages=[decode,landmarks])")
+    add_override_arg(pp, "pipeline config override, as for prepare (e.g. -o stages=[decode,landmarks])")
     pp.set_defaults(handler=_perf)
 
 

@@ -107,3 +107,8 @@ def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
     from talkbench.io import stable_hash
 
     return stable_hash(cfg, 16)
+
+
+def add_override_arg(parser: Any, help: str = "override a config field (repeatable)") -> None:
+    """The shared ``-o/--override KEY=VALUE`` option of every command that builds a config."""
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE", help=help)

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from conftest import GRID
 
-from talkbench.cli import main
+from talkbench.app.cli import main
 from talkbench.errors import ClipError, TalkbenchError
 
 CLIPS = ["bbaf2n", "id2_vcd_swwp2s", "lbax4n"]

@@ -19,7 +19,7 @@ DEMO_ARGS = ["demo", "--workdir", "work", "--speakers", "3", "--clips", "1", "--
 
 def _talkbench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
-    return subprocess.run([sys.executable, "-m", "talkbench.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "talkbench.app.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
 

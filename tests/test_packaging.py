@@ -34,7 +34,7 @@ def test_import_names():
 def test_cli_help_is_light():
     """`talkbench --help` must not import torch, mediapipe, mlflow or dask."""
     code = (
-        "import sys; from talkbench.cli import build_parser; build_parser();"
+        "import sys; from talkbench.app.cli import build_parser; build_parser();"
         "heavy=[m for m in ('torch','mediapipe','mlflow','dask','torchvision') if m in sys.modules];"
         "print(','.join(heavy))"
     )

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import GRID_CLIPS, ROOT
 
-from talkbench.cli import main
+from talkbench.app.cli import main
 from talkbench.config import StrictModel
 from talkbench.errors import ClipError
 from talkbench.pipelines.config import PipelineConfig, render_yaml, undocumented_fields

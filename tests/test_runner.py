@@ -31,7 +31,7 @@ COMMON = ["--dataset", "folder", "--workers", "2", "--no-progress", "-o", "execu
 
 
 def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "talkbench.cli", *args], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "talkbench.app.cli", *args], capture_output=True, text=True,
                          cwd=ROOT, timeout=300)
     if check and out.returncode != 0:
         raise AssertionError(f"talkbench {' '.join(args)} -> {out.returncode}\n{out.stdout}\n{out.stderr}")
@@ -175,7 +175,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_rows(prepared, input_dir, tm
     with one clip per shard the first record appears while the GRID clips are still being processed.
     """
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "talkbench.cli", "prepare", "--input", str(input_dir), "--output", str(out),
+    args = [sys.executable, "-m", "talkbench.app.cli", "prepare", "--input", str(input_dir), "--output", str(out),
             "--dataset", "folder", "--workers", "2", "--no-progress", "-o", "execution.clips_per_shard=1",
             "--limit", str(LIMIT)]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -147,7 +147,7 @@ def test_bad_arguments_and_cli(tmp_path):
         generate_corpus(tmp_path, speakers=0)
     with pytest.raises(TalkbenchError, match="duration"):
         generate_corpus(tmp_path, duration_s=0.2)
-    from talkbench.cli import main
+    from talkbench.app.cli import main
 
     out = tmp_path / "cli"
     assert main(["synth", "--output", str(out), "--speakers", "1", "--clips", "1", "--duration", "1.5"]) == 0

@@ -124,10 +124,10 @@ def test_a_generator_registered_in_one_file_trains_generates_and_is_scored(toy_r
     import av
     from PIL import Image
 
+    from talkbench.app.cli import main
     from talkbench.benchmark.evaluator import evaluate
     from talkbench.benchmark.submissions import load_submission
     from talkbench.benchmark.tasks import build_task
-    from talkbench.cli import main
     from talkbench.media import read_av
     from talkbench.models.train import load_run_config, train
 

@@ -209,7 +209,7 @@ def test_checkpoint_is_self_describing_and_loads_with_weights_only(tracked_gan):
 def test_generate_writes_a_video_with_the_right_length(tracked_gan, tmp_path, capsys):
     import av
 
-    from talkbench.cli import main
+    from talkbench.app.cli import main
     from talkbench.media import read_av
 
     result, _ = tracked_gan
@@ -234,7 +234,7 @@ def test_generate_writes_a_video_with_the_right_length(tracked_gan, tmp_path, ca
 
 
 def test_cli_errors_are_one_line(shards, tmp_path, capsys):
-    from talkbench.cli import main
+    from talkbench.app.cli import main
 
     assert main(["train", "au_classifier", "--shards", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from yi2020_fixtures import VOX, tracked_clips, write_fixture_shards
 
-from talkbench.cli import main
+from talkbench.app.cli import main
 from talkbench.models import yi2020 as Y
 
 pytestmark = pytest.mark.slow

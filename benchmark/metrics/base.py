@@ -7,7 +7,7 @@ evaluation and distributed reduction; a Metric class only keeps per-clip values 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -113,4 +113,17 @@ class Metric:
 
 
 METRICS: Registry[type[Metric]] = Registry("metric")
-register_metric = METRICS.register
+
+
+def register_metric(name: str) -> Any:
+    """``@register_metric("psnr")``: registers the class and gives it that ``name`` (the decorator is the
+    one place a metric's name is written; a different class-level ``name`` is an error)."""
+
+    def decorator(cls: type[Metric]) -> type[Metric]:
+        own = cls.__dict__.get("name")
+        if own is not None and own != name:
+            raise ValueError(f"metric class {cls.__name__} says name={own!r} but is registered as {name!r}")
+        cls.name = name
+        return METRICS.register(name)(cls)
+
+    return decorator

@@ -1,4 +1,4 @@
-"""The ``talkbench`` command. Each area (pipelines, models, benchmark) adds its own sub-commands.
+"""The ``talkbench`` command (app layer). Each area (pipelines, models, benchmark) adds its own sub-commands.
 
 Area modules are imported here but must keep heavy imports (torch, mediapipe, mlflow, dask) inside
 their handlers, so ``talkbench --help`` stays fast and works on a minimal install.
@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from talkbench import __version__
 from talkbench.errors import TalkbenchError
@@ -26,19 +27,51 @@ def build_parser() -> argparse.ArgumentParser:
     perf = sub.add_parser("perf", help="benchmark a hot path against a naive baseline; JSON to reports/perf/")
     perf_sub = perf.add_subparsers(dest="perf_command", metavar="WHAT", required=True)
 
-    from talkbench import demo, weights_cli
+    from talkbench import weights_cli
+    from talkbench.app import demo, recipes
     from talkbench.benchmark import cli as bench_cli
-    from talkbench.benchmark.perf_metrics import register_perf as register_perf_metrics
     from talkbench.models import cli as models_cli
     from talkbench.pipelines import cli as pipelines_cli
 
+    # each area adds its own commands and its own perf command
     pipelines_cli.register(sub, perf_sub)
     weights_cli.register_weights_cli(sub)
-    register_perf_metrics(perf_sub)
     bench_cli.register(sub, perf_sub)
     models_cli.register(sub, perf_sub)
-    demo.register(sub, perf_sub)
+    recipes.register(sub)
+    demo.register(sub)
+
+    doc = sub.add_parser("doctor", help="check Python, torch/CUDA, MediaPipe, OpenFace, weights, MLflow, Dask")
+    doc.set_defaults(handler=_doctor)
+    pa = perf_sub.add_parser("all", help="run every perf benchmark and write reports/perf/README.md")
+    pa.add_argument("--out-dir", default="reports/perf")
+    pa.set_defaults(handler=_perf_all)
     return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from talkbench.app.doctor import main as doctor
+
+    return doctor()
+
+
+#: the perf commands ``perf all`` runs, in order (each area registered its own above)
+PERF_ALL = ("pipeline", "loader", "metrics", "training")
+
+
+def _perf_all(args: argparse.Namespace) -> int:
+    """Every area's perf command, each dispatched to its own handler, then the reports index."""
+    from talkbench.perf import write_index
+
+    parser = build_parser()
+    for what in PERF_ALL:
+        print(f"\n$ talkbench perf {what} --out-dir {args.out_dir}", flush=True)
+        sub_args = parser.parse_args(["perf", what, "--out-dir", args.out_dir])
+        rc = sub_args.handler(sub_args)
+        if rc:
+            raise TalkbenchError(f"talkbench perf {what} failed (exit {rc})")
+    print(f"wrote {write_index(Path(args.out_dir))}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,89 @@
+"""Recipes: the format and its checks, and `talkbench recipe run au_rgan --preset tiny --ablations` end to
+end on CPU (a few training steps per model, one clip scored with PSNR) writing the ablation leaderboard."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import GRID_CLIPS
+
+from talkbench.app.recipes import STEP_KINDS, load_recipe, plan_steps, recipe_names
+from talkbench.errors import ConfigError
+from talkbench.models.registry import MODELS
+
+
+def test_shipped_recipes_load_and_name_registered_models():
+    assert {"au_rgan", "tcn_sa"} <= set(recipe_names())
+    for name in recipe_names():
+        r = load_recipe(name)
+        assert {"tiny", "small", "paper"} <= set(r.presets)
+        for p in plan_steps(r, "tiny", ablations=True, gpu=False):
+            assert p.kind in STEP_KINDS and p.model in MODELS, p
+
+
+def test_ablations_follow_their_step_and_switch_models(tmp_path):
+    plans = plan_steps(load_recipe("tcn_sa"), "tiny", ablations=True, gpu=False)
+    assert [(p.name, p.model, p.variant) for p in plans] == [
+        ("au_classifier", "au_classifier", None), ("tcn_sa", "tcn_sa", None),
+        ("tcn_sa-gru", "au_rgan", "gru"), ("tcn_sa-lstm", "au_rgan", "lstm")]
+    assert "model.fusion.cell=lstm" in plans[-1].overrides
+    assert not any("fusion.channels" in o for o in plans[-1].overrides)  # tcn_sa's own overrides stay behind
+    gpu = plan_steps(load_recipe("au_rgan"), "tiny", ablations=False, gpu=True)
+    assert gpu[0].minutes == 5.0 and "model.image_size=64" not in gpu[0].overrides
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"steps": [{"name": "b", "needs": {"loss.x": "a"}}, {"name": "a"}]}, "do not come before"),
+    ({"steps": [{"name": "a"}], "ablations": {"x": {"step": "a"}}}, "not a scored step"),
+    ({"steps": [{"name": "a"}], "presets": {"tiny": {"nope": 1}}}, "unknown key"),
+])
+def test_bad_recipes_are_clear_errors(tmp_path, bad, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"presets": {"tiny": {}}, **bad}))
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(path)
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> Path:
+    """Synthetic shards (train + one val clip) whose clips point at a real GRID video for the benchmark."""
+    from shards_factory import write_shards
+
+    root = write_shards(tmp_path / "shards", speakers=3, clips_per_speaker=1, n_frames=75, val_speakers=1, files=1)
+    clips = pq.read_table(root / "clips.parquet")
+    src = pa.array([str(GRID_CLIPS[0])] * clips.num_rows, clips.schema.field("source_path").type)
+    pq.write_table(clips.set_column(clips.schema.get_field_index("source_path"), "source_path", src),
+                   root / "clips.parquet")
+    return root
+
+
+@pytest.mark.slow
+def test_recipe_run_with_ablations_writes_the_ablation_leaderboard(shards, tmp_path, monkeypatch, capsys):
+    from talkbench.app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("TALKBENCH_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    args = ["recipe", "run", "au_rgan", "--shards", str(shards), "--preset", "tiny", "--ablations",
+            "--out", str(tmp_path / "work"), "--tasks-dir", str(tmp_path / "tasks"), "--metrics", "psnr",
+            "-o", "train.steps=2", "-o", "train.mlflow=false", "-o", "train.batch_size=2"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "$ talkbench train au_rgan --shards" in out and "$ talkbench bench run --task au_rgan-tiny@1" in out
+    board = (tmp_path / "reports" / "leaderboards" / "au_rgan-tiny-ablations.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip().split(":")[0] for r in rows] == [
+        "**au_rgan (tiny)** (full)", "no_audio_to_au", "no_au_classifier_loss", "no_discriminator"]
+    assert all("Δ" in r for r in rows[1:]), board
+    main_board = (tmp_path / "reports" / "leaderboards" / "au_rgan-tiny.md").read_text()
+    assert "builtin:ground-truth" in main_board and "au_rgan-no_discriminator (tiny)" in main_board
+    # a second run skips every trained step and every scored submission
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    assert again.count("already trained") == 6 and again.count("already scored") == 7
+    assert os.path.isfile(tmp_path / "work" / "_done" / "train-au_rgan-no_discriminator.json")
