@@ -279,10 +279,10 @@ def test_mftfg_checkpoint_generates_a_video_with_audio_and_scores_as_a_variant(t
     from conftest import AUDIO, GRID_CLIPS
     from PIL import Image
 
+    from talkbench.app.cli import main
     from talkbench.benchmark.evaluator import evaluate
     from talkbench.benchmark.submissions import load_submission
     from talkbench.benchmark.tasks import build_task
-    from talkbench.cli import main
     from talkbench.media import read_av
     from talkbench.models.train import train
 

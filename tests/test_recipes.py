@@ -79,7 +79,8 @@ def test_recipe_run_with_ablations_writes_the_ablation_leaderboard(shards, tmp_p
     rows = [line for line in board.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip().split(":")[0] for r in rows] == [
         "**au_rgan (tiny)** (full)", "no_audio_to_au", "no_au_classifier_loss", "no_discriminator"]
-    assert all("Δ" in r for r in rows[1:]), board
+    # two training steps make noise, not faces: values may be undefined, the table says how many clips scored
+    assert all(r.split("|")[2].strip().endswith("/1") for r in rows), board
     main_board = (tmp_path / "reports" / "leaderboards" / "au_rgan-tiny.md").read_text()
     assert "builtin:ground-truth" in main_board and "au_rgan-no_discriminator (tiny)" in main_board
     # a second run skips every trained step and every scored submission

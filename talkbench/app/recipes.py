@@ -333,13 +333,15 @@ def ablation_table(task: str, full: dict[str, str], variants: dict[str, tuple[st
     lines = [f"# Ablations on {board.task}", "",
              "Each variant retrains one component's model with a change; Δ is against the full model "
              f"(arrows: which way is better). Primary metric: {board.primary}.", "",
-             "| variant | " + " | ".join(f"{k} {'↑' if board.directions.get(k) == 'higher' else '↓'}" for k in keys)
-             + " |", "|---|" + "---|" * len(keys)]
+             "| variant | clips ok | " + " | ".join(
+                 f"{k} {'↑' if board.directions.get(k) == 'higher' else '↓'}" for k in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
     for step, fname in full.items():
         base = by_name.get(fname)
         if base is None:
             continue
-        lines.append(f"| **{fname}** (full) | " + " | ".join(_fmt(base.value(k)[0]) for k in keys) + " |")
+        lines.append(f"| **{fname}** (full) | {base.n_ok}/{base.n_clips} | "
+                     + " | ".join(_fmt(base.value(k)[0]) for k in keys) + " |")
         for vname, (vstep, variant, desc) in variants.items():
             e = by_name.get(vname)
             if vstep != step or e is None:
@@ -348,7 +350,7 @@ def ablation_table(task: str, full: dict[str, str], variants: dict[str, tuple[st
             for k in keys:
                 v, b = e.value(k)[0], base.value(k)[0]
                 cells.append(_fmt(v) + ("" if math.isnan(v) or math.isnan(b) else f" (Δ {v - b:+.3g})"))
-            lines.append(f"| {variant}: {desc} | " + " | ".join(cells) + " |")
+            lines.append(f"| {variant}: {desc} | {e.n_ok}/{e.n_clips} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
