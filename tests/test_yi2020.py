@@ -168,3 +168,12 @@ def test_ablations(short_target, ablation):
         for a, b in zip(personal.audio_net.state_dict().values(), general.audio_net.state_dict().values(), strict=True):
             assert torch.equal(a, b)
         assert "audio_loss" not in personal.history["personalise"]
+
+
+def test_checkpoint_submission_of_a_yi2020_bundle_is_its_bench_adapter(general):
+    from talkbench.benchmark.submissions import load_submission
+
+    root, _ = general
+    sub = load_submission(f"checkpoint:{root / 'general'}?preset=tiny")
+    assert isinstance(sub.obj, Y.BenchAdapter) and sub.obj.preset == "tiny"
+    assert any(k.endswith("face3d.safetensors") for k in sub.identity["files"])

@@ -99,13 +99,18 @@ def _checkpoint_submission(s: Spec) -> Submission:
     from talkbench.models.generate import CheckpointGenerator  # lazy: pulls torch
 
     try:
-        obj = CheckpointGenerator(str(ckpt), **s.options)
+        if (ckpt / "yi2020.json").is_file():  # seed 001's bundle: personalised per clip (personalized tasks)
+            from talkbench.models.yi2020 import BenchAdapter
+
+            obj = BenchAdapter(str(ckpt), **s.options)
+        else:
+            obj = CheckpointGenerator(str(ckpt), **s.options)
     except TypeError as e:
         raise TalkbenchError(f"submission {s.spec!r}: bad option(s) {s.options}: {e}") from None
     files = [ckpt] if ckpt.is_file() else sorted(p for p in ckpt.rglob("*") if p.is_file())
     identity = {"kind": "checkpoint", "options": s.options,
                 "files": {str(p.relative_to(ckpt.parent)): file_sha256(p) for p in files}}
-    variant = obj.variant  # e.g. a diffusion renderer's sampling steps: results of variants are not comparable
+    variant = getattr(obj, "variant", None)  # e.g. a diffusion renderer's sampling steps: results of variants are not comparable
     if variant:
         identity["variant"] = variant
     name = s.name or f"checkpoint:{ckpt.name}" + (f"[{variant}]" if variant else "")
