@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # minutes: the whole job, twice
+
 DEMO_ARGS = ["demo", "--workdir", "work", "--speakers", "3", "--clips", "1", "--train-minutes", "0.05",
              "--workers", "1"]
 

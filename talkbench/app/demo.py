@@ -58,16 +58,25 @@ def prepare_step(args: argparse.Namespace, work: Path) -> Path:
     else:
         dataset, source = args.dataset, Path(args.input)
     dcfg = shipped_config("datasets", dataset)
-    ns = argparse.Namespace(override=[], workers=args.workers, scheduler=None, au_backend=None, config=None,
-                            dataset_config=str(dcfg) if dcfg else None)
     cmd = ["prepare", "--dataset", dataset, "--input", str(source), "--output", str(shards)]
     cmd += ["--dataset-config", str(dcfg)] if dcfg else []
     cmd += ["--workers", str(args.workers)] if args.workers else []
     print(f"\n$ {command(cmd)}", flush=True)
-    cfg, options = config_from_args(ns)
+    # the prepare command's own options (and defaults) resolve the config, as typing the line above would
+    cfg, options = config_from_args(_prepare_parser().parse_args(cmd))
     summary = prepare(dataset, source, shards, cfg, dataset_options=options)
     print(summary.table())
     return shards
+
+
+def _prepare_parser() -> argparse.ArgumentParser:
+    """The pipelines area's own ``prepare`` options (defaults included)."""
+    from talkbench.pipelines import cli as pipelines_cli
+
+    parser = argparse.ArgumentParser(prog="talkbench")
+    sub = parser.add_subparsers(dest="command")
+    pipelines_cli.register(sub, argparse.ArgumentParser().add_subparsers())
+    return parser
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, str]:
