@@ -7,7 +7,9 @@ from typing import Any
 
 SPEC_HELP = ("a folder or .zip/.tar of <clip_id>.mp4 (outputs first), builtin:ground-truth, builtin:static-frame, "
              "builtin:shifted?k=5, checkpoint:CKPT, or module:Class (adapter with generate(reference_image, "
-             "audio_16k, fps)); repeatable")
+             "audio_16k, fps); needs --allow-code); repeatable")
+CODE_WARNING = ("module:Class adapters (and checkpoint: generators) run code with the rights of the user running "
+                "the harness: never score one that comes from an untrusted party outside a container.")
 
 
 def register(sub: Any, perf_sub: Any) -> None:
@@ -39,7 +41,9 @@ def register(sub: Any, perf_sub: Any) -> None:
     ls.add_argument("--tasks-dir", default=None)
     ls.set_defaults(handler=_list)
 
-    r = bsub.add_parser("run", help="score submissions on a task; one MLflow run each")
+    r = bsub.add_parser("run", help="score submissions on a task; one MLflow run each",
+                        description="Score submissions on a task; one MLflow run each. Security: "
+                        + CODE_WARNING + " Folders and archives of videos run no code.")
     r.add_argument("--task", required=True, help="task name, name@VERSION, or a task YAML path")
     r.add_argument("--submission", required=True, action="append", metavar="SPEC", help=SPEC_HELP)
     r.add_argument("--name", default=None, help="display name of the (single) submission")
@@ -55,6 +59,8 @@ def register(sub: Any, perf_sub: Any) -> None:
                    help="frames a submission may be off by (trimmed/padded); more is a wrong_length error")
     r.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if available)")
     r.add_argument("--tasks-dir", default=None)
+    r.add_argument("--allow-code", action="store_true", help="allow module:Class adapters: they are imported "
+                   "and run with your rights (off by default, so a service passing on specs runs none)")
     r.set_defaults(handler=_run)
 
     lb = bsub.add_parser("leaderboard", help="one row per submission from MLflow, sorted by the primary metric")
@@ -98,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     results = run_submissions(args.task, args.submission, name=args.name, tracking_uri=args.tracking_uri,
                               rerun=args.rerun, metrics=metrics, outputs_dir=args.outputs_dir,
                               length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device,
-                              keep_videos=not args.no_keep_videos)
+                              keep_videos=not args.no_keep_videos, allow_code=args.allow_code)
     for result, run_id in results:
         assert result.record is not None  # the harness builds it
         print(summary_text(result.record))

@@ -26,7 +26,7 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
                     rerun: bool = False, metrics: list[str] | None = None, outputs_dir: str | Path | None = None,
                     length_tolerance: int = 1, tasks_dir: str | Path | None = None, device: str | None = None,
                     log_to_mlflow: bool = True, keep_videos: bool = True,
-                    names: dict[str, str] | None = None) -> list[tuple[EvalResult, str | None]]:
+                    names: dict[str, str] | None = None, allow_code: bool = True) -> list[tuple[EvalResult, str | None]]:
     """Score each submission on the task (ground truth processed once), log one MLflow run each.
 
     Duplicates are checked for every submission BEFORE any scoring, so a refused rerun costs nothing.
@@ -34,8 +34,8 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
     """
     if name and len(specs) > 1:
         raise TalkbenchError("--name names one submission; give one --submission with it")
+    subs = [load_submission(s, (names or {}).get(s, name), length_tolerance, allow_code=allow_code) for s in specs]
     task = load_task(task_ref, tasks_dir)
-    subs = [load_submission(s, (names or {}).get(s, name), length_tolerance) for s in specs]
     supersedes: list[list[str]] = []
     if log_to_mlflow:
         runs.use_tracking(tracking_uri)

@@ -11,6 +11,7 @@ cannot go on. Stages are registered by name and ordered by the pipeline config.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,13 @@ class ClipRecord:
     transcript: str | None = None
     #: word timings in seconds: ((start_s, end_s, word), ...), silence marked by adapters as "sil"
     words: tuple[tuple[float, float, str], ...] | None = None
+    #: the path's original bytes when they are not UTF-8 (``source_path`` then shows them escaped)
+    source_path_raw: bytes | None = None
+
+    @property
+    def path(self) -> str:
+        """The file to open: the original name, whatever bytes it is made of."""
+        return os.fsdecode(self.source_path_raw) if self.source_path_raw is not None else self.source_path
 
 
 @dataclass

@@ -28,6 +28,7 @@ def record_columns(record: ClipRecord) -> dict[str, Any]:
         "speaker_id": record.speaker_id,
         "split": record.split,
         "source_path": record.source_path,
+        "source_path_raw": record.source_path_raw,
         "transcript": record.transcript,
         "words_json": None if record.words is None else json.dumps([list(w) for w in record.words]),
     }
@@ -61,7 +62,10 @@ def clip_row(clip: Clip, *, status: str | None = None, error_kind: str | None = 
 
 
 def _scalar(v: Any) -> Any:
-    """NumPy scalars -> Python scalars, so rows pickle small and serialise to JSON or Arrow alike."""
+    """NumPy scalars -> Python scalars and strings -> valid UTF-8, so rows pickle small and serialise to
+    JSON or Arrow alike."""
+    if isinstance(v, str):  # an error message quoting a non-UTF-8 file name: Arrow needs valid UTF-8
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
     return v.item() if isinstance(v, np.generic) else v
 
 

@@ -7,6 +7,9 @@ Reading returns constant-fps upright RGB frames and mono float audio on one time
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -121,6 +124,8 @@ def read_av(
     sample_rate: int = 16_000,
     max_frames: int | None = None,
     threads: int = 0,
+    max_duration_s: float | None = None,
+    max_pixels: int | None = None,
 ) -> DecodedAV:
     """Decode a video file to constant-fps RGB frames and 16 kHz mono audio in one demux pass.
 
@@ -135,8 +140,14 @@ def read_av(
     Rotation metadata (display matrix, or the legacy ``rotate`` tag) is applied, so frames are
     upright; ``info["rotation"]`` is the clockwise rotation applied, in degrees (0, 90, 180, 270).
 
-    Raises :class:`ClipError` with kind ``file_missing``, ``empty_file``, ``not_video``,
-    ``truncated`` or ``bad_frame_size``. The ``truncated`` rule: the file's header is recognisable but
+    Bounded work: ``max_duration_s`` (the clip's length) and ``max_pixels`` (output frames x width x
+    height, i.e. a third of the RGB bytes) are checked on the container's declared duration BEFORE any
+    frame is decoded (``too_long`` / ``too_large``), and again while decoding, so a file whose header
+    lies (or declares nothing) still stops at the cap. A frame gap of hours in the timestamps counts.
+
+    Raises :class:`ClipError` with kind ``file_missing``, ``not_a_file`` (directory, FIFO, device),
+    ``permission_denied``, ``empty_file``, ``not_video`` (also a still image such as a PNG named
+    .mp4), ``truncated``, ``bad_frame_size``, ``too_long`` or ``too_large``. The ``truncated`` rule: the file's header is recognisable but
     FFmpeg cannot open it, or the demuxer/decoder reports an error, or the container declares a frame
     count and clearly fewer frames decode, or no frame decodes at all. A stream that simply ends early
     with nothing declaring its length (e.g. an MPEG-PS cut in half, whose duration FFmpeg estimates
@@ -148,7 +159,8 @@ def read_av(
     path = Path(path)
     container = _open(path)
     try:
-        return _decode(container, path, Fraction(fps).limit_denominator(1001), sample_rate, max_frames, threads)
+        return _decode(container, path, Fraction(fps).limit_denominator(1001), sample_rate, max_frames, threads,
+                       max_duration_s, max_pixels)
     except av.error.FFmpegError as e:
         raise ClipError("truncated", f"{path}: decoding failed: {e}") from None
     finally:
@@ -182,29 +194,62 @@ def read_audio(path: str | Path, sample_rate: int = 16_000) -> np.ndarray:
 
 
 def _open(path: Path) -> Any:
-    """av.open with the file-level checks mapped to stable error kinds."""
+    """av.open with the file-level checks mapped to stable error kinds.
+
+    The file type is checked with ``stat`` before anything opens it: a FIFO would block the worker
+    forever and ``/dev/zero`` would never end, so neither reaches FFmpeg.
+    """
     import av
 
-    if not path.exists():
-        raise ClipError("file_missing", f"{path}: no such file")
-    if not path.is_file():
-        raise ClipError("not_video", f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise ClipError("empty_file", f"{path}: the file is empty (0 bytes)")
+    head = check_readable_file(path)
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        if _looks_like_container(path):
+        if any(head[off : off + len(magic)] == magic for off, magic in _CONTAINER_MAGIC):
             raise ClipError("truncated", f"{path}: a media container that FFmpeg cannot open ({e})") from None
         raise ClipError("not_video", f"{path}: not a media file FFmpeg can open ({e})") from None
     except OSError as e:
         raise ClipError("not_video", f"{path}: cannot be read ({e})") from None
 
 
-def _looks_like_container(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(16)
-    return any(head[off : off + len(magic)] == magic for off, magic in _CONTAINER_MAGIC)
+def check_readable_file(path: str | Path) -> bytes:
+    """A regular, non-empty, readable file (links followed): its first 16 bytes, else a ClipError."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        kind = "a dangling link" if os.path.islink(path) else "no such file"
+        raise ClipError("file_missing", f"{path}: {kind}") from None
+    except PermissionError as e:
+        raise ClipError("permission_denied", f"{path}: cannot be read ({e.strerror})") from None
+    except OSError as e:  # a name too long, a link loop...
+        raise ClipError("not_a_file", f"{path}: cannot be examined ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise ClipError("not_a_file", f"{path}: is {what}, not a regular file")
+    if st.st_size == 0:
+        raise ClipError("empty_file", f"{path}: the file is empty (0 bytes)")
+    try:
+        with open(path, "rb") as f:
+            return f.read(16)
+    except PermissionError as e:
+        raise ClipError("permission_denied", f"{path}: cannot be read ({e.strerror})") from None
+    except OSError as e:
+        raise ClipError("not_a_file", f"{path}: cannot be read ({e.strerror})") from None
+
+
+class StillImageError(ClipError):
+    """``not_video`` for a still image named like a video (FFmpeg would decode it as one frame)."""
+
+
+#: FFmpeg demuxers of single still images: a PNG named clip.mp4 opens as one frame of "video"
+_IMAGE_FORMATS = ("image2",)
+
+
+def _is_still_image(container: Any) -> bool:
+    name = str(getattr(container.format, "name", "") or "")
+    return name.endswith("_pipe") or name in _IMAGE_FORMATS
 
 
 def _to_mono(frame: Any) -> np.ndarray:
@@ -214,9 +259,11 @@ def _to_mono(frame: Any) -> np.ndarray:
 
 
 def _decode(container: Any, path: Path, fps: Fraction, sample_rate: int, max_frames: int | None,
-            threads: int) -> DecodedAV:
+            threads: int, max_duration_s: float | None = None, max_pixels: int | None = None) -> DecodedAV:
     import av
 
+    if _is_still_image(container):
+        raise StillImageError("not_video", f"{path}: a still image ({container.format.name}), not a video")
     # cover art in audio files is a "video" stream of one still picture: not a video
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not videos:
@@ -225,6 +272,8 @@ def _decode(container: Any, path: Path, fps: Fraction, sample_rate: int, max_fra
     width, height = vstream.codec_context.width, vstream.codec_context.height
     if not width or not height:
         raise ClipError("bad_frame_size", f"{path}: video frame size is {width}x{height}")
+    cap, cap_error = _check_bounds(container, vstream, path, fps, width * height, max_frames, max_duration_s,
+                                   max_pixels)
     vstream.thread_type = "AUTO"
     vstream.codec_context.thread_count = threads
     astream = container.streams.audio[0] if container.streams.audio else None
@@ -253,6 +302,8 @@ def _decode(container: Any, path: Path, fps: Fraction, sample_rate: int, max_fra
         """Show ``prev`` for every output instant before the next source frame appears at t_next."""
         nonlocal prev_array
         while len(picked) < limit and len(picked) / fps < t_next:
+            if len(picked) >= cap:  # the header said less (or nothing): stop at the cap, not after
+                raise cap_error
             if prev_array is None:
                 prev_array = reformatter.reformat(prev, format="rgb24").to_ndarray()
             picked.append(prev_array)
@@ -334,6 +385,38 @@ def _decode(container: Any, path: Path, fps: Fraction, sample_rate: int, max_fra
         source_index=np.asarray(source_index[:n_out], dtype=np.int64),
         info=info,
     )
+
+
+def _check_bounds(container: Any, vstream: Any, path: Path, fps: Fraction, frame_pixels: int,
+                  max_frames: int | None, max_duration_s: float | None,
+                  max_pixels: int | None) -> tuple[float, ClipError]:
+    """Refuse, before decoding, a clip whose declared length or size exceeds the caps.
+
+    Returns the output-frame cap to enforce while decoding and the error to raise at it.
+    """
+    declared = [float(container.duration) / 1e6 if container.duration else 0.0]
+    if vstream.duration and vstream.time_base:
+        declared.append(float(vstream.duration * vstream.time_base))
+    duration = max(declared)
+    if max_duration_s is not None and duration > max_duration_s:
+        raise ClipError("too_long", f"{path}: the container declares {duration:.0f} s, above "
+                        f"max_duration_s={max_duration_s:g} (nothing decoded)")
+    caps: list[tuple[float, ClipError]] = [(math.inf, ClipError("internal", "no cap"))]
+    if max_duration_s is not None:
+        caps.append((max_duration_s * float(fps), ClipError(
+            "too_long", f"{path}: the video runs past max_duration_s={max_duration_s:g} (decoding stopped there)")))
+    if max_pixels is not None:
+        n_frames = math.ceil(duration * float(fps))
+        if max_frames is not None:
+            n_frames = min(n_frames, max_frames)
+        if n_frames * frame_pixels > max_pixels:
+            raise ClipError("too_large", f"{path}: {n_frames} frames x {frame_pixels} pixels = "
+                            f"{n_frames * frame_pixels:.3g} pixels, above max_pixels={max_pixels:.3g} "
+                            "(nothing decoded)")
+        caps.append((max_pixels / max(frame_pixels, 1), ClipError(
+            "too_large", f"{path}: decoded frames of {frame_pixels} pixels run past max_pixels={max_pixels:.3g} "
+            "(decoding stopped there)")))
+    return min(caps, key=lambda c: c[0])
 
 
 def _frame_rotation(frame: Any, stream: Any) -> int:

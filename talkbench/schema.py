@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"  # 1.1: head, head_matrix (seed 001)
+SCHEMA_VERSION = "1.2"  # 1.1: head, head_matrix (seed 001); 1.2: source_path_raw (hardening)
 
 #: The speech-related AUs of the method (GUIDE §1) and the extra mouth/eye AUs we also estimate.
 SPEECH_AUS: tuple[str, ...] = ("AU10", "AU14", "AU20", "AU25", "AU26")
@@ -32,13 +32,17 @@ SAMPLE_RATE = 16_000
 #: Every ``error_kind`` a clip row may carry, with what it means. Failed clips always have one;
 #: partial clips carry ``face_gaps``.
 ERROR_KINDS: dict[str, str] = {
-    "file_missing": "the source file does not exist",
+    "file_missing": "the source file does not exist (or is a dangling link)",
+    "not_a_file": "the path is a directory, FIFO, device or socket, not a regular file (never opened)",
+    "permission_denied": "the source file cannot be read with this user's rights",
     "empty_file": "the source file has zero bytes",
     "not_video": "the file is not a container PyAV can open, or it has no video stream",
     "truncated": "decoding stopped early: the file is cut or corrupt",
     "no_audio": "the file has no audio stream",
     "too_short": "shorter than the configured minimum duration",
     "bad_frame_size": "frame size is zero, odd beyond repair, or too small for a face",
+    "too_long": "longer than decode.max_duration_s (declared or found while decoding; not decoded further)",
+    "too_large": "output frames x width x height above decode.max_pixels (refused before decoding)",
     "no_face": "no face was found on any frame",
     "face_gaps": "some frames have no face (longer than the interpolation limit); the clip is partial",
     "au_backend": "the AU backend failed on this clip",
@@ -50,7 +54,8 @@ CLIP_FIELDS: list[pa.Field] = [
     pa.field("dataset", pa.string()),
     pa.field("speaker_id", pa.string()),
     pa.field("split", pa.string()),
-    pa.field("source_path", pa.string()),
+    pa.field("source_path", pa.string()),  # valid UTF-8: bytes that are not are shown escaped (%XX)
+    pa.field("source_path_raw", pa.binary()),  # the path's original bytes, only when they are not UTF-8
     pa.field("status", pa.string()),  # ok | partial | failed
     pa.field("error_kind", pa.string()),
     pa.field("error", pa.string()),

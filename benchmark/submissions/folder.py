@@ -24,6 +24,11 @@ from talkbench.benchmark.submissions.base import (
 from talkbench.benchmark.tasks import TaskItem, TaskManifest
 from talkbench.errors import ClipError, TalkbenchError
 
+#: a submission frame larger than this many pixels (on average) is refused before decoding: 1080p fits
+MAX_FRAME_PIXELS = 1920 * 1088
+#: read_av error kinds a submission row keeps as they are (the rest become ``unreadable``)
+PASSED_ON_KINDS = ("not_a_file", "permission_denied", "too_large")
+
 
 class FolderSubmission(Submission):
     """``<clip_id>.mp4`` files in a folder (or in the single top folder of an archive)."""
@@ -98,15 +103,26 @@ class FolderSubmission(Submission):
         return path
 
     def read(self, item: TaskItem) -> tuple[np.ndarray, dict[str, Any]]:
-        from talkbench.media import read_av
+        from talkbench.media import StillImageError, read_av
 
         path = self.video_path(item.clip_id)
+        # bounded work: never decode more than the task needs plus the tolerance (and one frame to
+        # tell "too long" apart), nor frames far larger than any talking-head model makes
+        keep = item.clip.n_frames + self.length_tolerance + 1
         try:
-            decoded = read_av(path, fps=item.fps, sample_rate=item.sample_rate)
+            decoded = read_av(path, fps=item.fps, sample_rate=item.sample_rate, max_frames=keep,
+                              max_pixels=keep * MAX_FRAME_PIXELS)
         except ClipError as e:
-            raise ClipError("unreadable", f"{path.name}: {e.kind}: {e.message}") from None
+            kind = "not_video" if isinstance(e, StillImageError) else e.kind if e.kind in PASSED_ON_KINDS \
+                else "unreadable"
+            raise ClipError(kind, f"{path.name}: {e.kind}: {e.message}") from None
         except Exception as e:  # noqa: BLE001 - a decoder failure is the submission's, not ours
             raise ClipError("unreadable", f"{path.name}: {type(e).__name__}: {e}") from None
+        if decoded.n_frames >= keep:  # stopped early: report the length the file declares
+            found = int(decoded.info["source_duration_s"] * item.fps)
+            raise ClipError("wrong_length", f"{found} frames ({decoded.info['source_duration_s']:.1f} s), the task "
+                            f"needs {item.clip.n_frames} (tolerance {self.length_tolerance}); decoding stopped at "
+                            f"{keep}")
         info: dict[str, Any] = {"video_audio": decoded.audio is not None}
         if decoded.audio is not None:
             info["video_audio_diff_s"] = round(len(decoded.audio) / item.sample_rate - len(item.audio)

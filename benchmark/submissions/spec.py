@@ -54,6 +54,7 @@ class Spec:
     options: dict[str, Any]
     name: str | None
     length_tolerance: int
+    allow_code: bool = True
 
     @property
     def base(self) -> str:
@@ -65,14 +66,20 @@ class Spec:
 SUBMISSION_KINDS: Registry[Callable[[Spec], Submission]] = Registry("submission kind")
 
 
-def load_submission(spec: str, name: str | None = None, length_tolerance: int = 1) -> Submission:
+def load_submission(spec: str, name: str | None = None, length_tolerance: int = 1,
+                    allow_code: bool = True) -> Submission:
     """Turn a command-line spec into a Submission (see the package docstring for the forms).
 
     Order: ``builtin:`` / ``checkpoint:`` prefixes, then an existing path (folder or archive), then
     ``module:Class``, then a bare built-in name.
+
+    ``allow_code``: ``module:Class`` imports a module and runs its code with this process's rights.
+    The Python API allows it (its caller runs code already); ``bench run`` asks for ``--allow-code``.
+    Whatever the flag, the target must be a class defining the adapter interface before anything of
+    it is called, so ``os:system?command=...`` and the like are refused.
     """
     kind, target, options = parse_spec(spec)
-    s = Spec(spec, kind, target, options, name, length_tolerance)
+    s = Spec(spec, kind, target, options, name, length_tolerance, allow_code)
     if kind == "builtin" or (not kind and target in BUILTINS):
         return SUBMISSION_KINDS.get("builtin")(s)
     if kind == "checkpoint":
@@ -131,16 +138,24 @@ def _builtin_submission(s: Spec) -> Submission:
     return BuiltinSubmission(obj, canonical, s.name or canonical, identity, s.length_tolerance)
 
 
+#: the methods an adapter class must define (one of them)
+ADAPTER_METHODS = ("generate", "generate_batch", "generate_item")
+
+
 @SUBMISSION_KINDS.register("module")
 def _module_submission(s: Spec) -> Submission:
     module, cls_name, options, spec = s.kind, s.target, s.options, s.spec
+    if not s.allow_code:
+        raise TalkbenchError(f"submission {spec!r}: module:Class adapters run code with your rights; pass "
+                             "--allow-code to run one you trust (never one from an untrusted party)")
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
         raise TalkbenchError(f"submission {spec!r}: cannot import module {module!r}: {e}") from None
-    cls = getattr(mod, cls_name, None)
+    cls = inspect.getattr_static(mod, cls_name, None)
     if cls is None:
         raise TalkbenchError(f"submission {spec!r}: module {module!r} has no {cls_name!r}")
+    check_adapter_class(cls, spec)
     try:
         obj = cls(**options)
     except TypeError as e:
@@ -150,3 +165,22 @@ def _module_submission(s: Spec) -> Submission:
                 "version": str(getattr(cls, "version", "")),
                 "source_sha256": file_sha256(Path(src)) if src and Path(src).is_file() else None}
     return AdapterSubmission(obj, _canonical(module, cls_name, options), s.name, identity, s.length_tolerance)
+
+
+def check_adapter_class(obj: Any, spec: str) -> None:
+    """Refuse, before anything is called, a target that is not a class defining the adapter interface.
+
+    Looked up statically (no descriptor or metaclass code runs). ``os:system``, ``subprocess:getoutput``
+    (functions) and ``subprocess:Popen`` (a class without ``generate``) all fail here.
+    """
+    if not inspect.isclass(obj):
+        raise TalkbenchError(f"submission {spec!r}: {type(obj).__name__} {getattr(obj, '__name__', obj)!r} is "
+                             "not a class; an adapter must be a class with a generate(reference_image, "
+                             "audio_16k, fps) method")
+    def defines(name: str) -> bool:
+        attr = inspect.getattr_static(obj, name, None)
+        return inspect.isroutine(attr) or isinstance(attr, staticmethod | classmethod)
+
+    if not any(defines(m) for m in ADAPTER_METHODS):
+        raise TalkbenchError(f"submission {spec!r}: class {obj.__qualname__} defines none of "
+                             f"{', '.join(ADAPTER_METHODS)}(); not an adapter")

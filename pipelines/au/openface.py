@@ -144,5 +144,5 @@ def openface_backend(clip: Clip, cfg: AUConfig, ctx: WorkerContext) -> dict[str,
     binary = ctx.resource(f"openface_bin:{cfg.openface_bin}", lambda: find_binary(cfg.openface_bin))
     ft = clip.frames_table
     n_frames = len(ft["timestamp_s"]) if "timestamp_s" in ft else clip.n_frames
-    return estimate_aus_openface(clip.record.source_path, n_frames, clip.fps, binary, cfg.openface_args,
+    return estimate_aus_openface(clip.record.path, n_frames, clip.fps, binary, cfg.openface_args,
                                  ft.get("source_index"), cfg.openface_timeout_s)

@@ -11,6 +11,12 @@ name component (the benchmark expects ``<clip_id>.mp4``). Non-ASCII names are ke
 files differ only by extension (``a.mp4`` and ``a.mov``) both ids get the extension appended
 (``a.mp4``, ``a.mov``) so ids stay unique. Records come out sorted by relative path.
 
+No file name can stop a job: a name whose bytes are not UTF-8 (``caf\xe9.mpg``) gets the id
+``caf%E9~<8 hex of its bytes>`` and its record keeps the original bytes (``source_path_raw``, the file
+is opened by them); ids that would still collide (``a__b.mp4`` next to ``a/b.mp4``) get ``~<hash of the
+path>`` appended. Every entry with a video extension is listed, also directories, FIFOs, devices and
+dangling links: the decode stage turns each into a failed row (``not_a_file``, ``file_missing``).
+
 Dataset YAML (``configs/datasets/*.yaml``, see :class:`DatasetConfig`)::
 
     split: {val_fraction: 0.1, test_fraction: 0.1, seed: 0, val_speakers: [], test_speakers: []}
@@ -19,7 +25,10 @@ Dataset YAML (``configs/datasets/*.yaml``, see :class:`DatasetConfig`)::
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import inspect
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -76,7 +85,7 @@ def list_clips(name: str, root: str | Path, split_cfg: SplitConfig | None = None
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"dataset {name!r}: unknown option(s) {unknown}; allowed: {allowed}")
-    return list(adapter(root, split_cfg or SplitConfig(), **options))
+    return [safe_record(r) for r in adapter(root, split_cfg or SplitConfig(), **options)]
 
 
 def is_hidden(rel: Path) -> bool:
@@ -88,7 +97,7 @@ def find_files(root: Path, extensions: Iterable[str], skip_dirs: Iterable[str] =
     """Files under ``root`` (recursively) whose extension is in ``extensions`` (any case), sorted.
 
     ``skip_dirs`` are top-level folder names to leave out (e.g. GRID's ``align/``). Symlinks to files
-    are followed; hidden entries are skipped.
+    are followed; hidden entries are skipped. Entries that are not regular files are listed too.
     """
     if isinstance(extensions, str):  # "extensions: .mp4" in a YAML means one extension, not 4 letters
         extensions = [extensions]
@@ -99,20 +108,54 @@ def find_files(root: Path, extensions: Iterable[str], skip_dirs: Iterable[str] =
         rel = path.relative_to(root)
         if is_hidden(rel) or (len(rel.parts) > 1 and rel.parts[0] in skip):
             continue
-        if path.suffix.lower() in exts and path.is_file():
+        if path.suffix.lower() in exts:  # not only regular files: every input gets a row
             found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def clip_ids(root: Path, paths: list[Path]) -> list[str]:
     """Stable, filename-safe ids for ``paths`` (see the module docstring for the rule)."""
-    stems = [p.relative_to(root).with_suffix("").as_posix().replace("/", "__") for p in paths]
+    stems = [safe_text(p.relative_to(root).with_suffix("").as_posix().replace("/", "__")) for p in paths]
     counts = Counter(stems)
-    ids = [s + p.suffix if counts[s] > 1 else s for s, p in zip(stems, paths, strict=True)]
-    if len(set(ids)) != len(ids):  # e.g. "a__b.mp4" next to a folder "a" holding "b.mp4"
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        raise TalkbenchError(f"clip ids are not unique under {root}: {dupes[:5]}")
-    return ids
+    ids = [s + safe_text(p.suffix) if counts[s] > 1 else s for s, p in zip(stems, paths, strict=True)]
+    counts = Counter(ids)
+    # e.g. "a__b.mp4" next to a folder "a" holding "b.mp4": both keep their name plus a path hash
+    return [i if counts[i] == 1 else f"{i}~{_short_hash(os.fsencode(p.relative_to(root)))}"
+            for i, p in zip(ids, paths, strict=True)]
+
+
+def _short_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes: the OS gave bytes that are not UTF-8
+        return False
+    return True
+
+
+def safe_text(text: str, tag: bool = True) -> str:
+    """``text`` if it is valid UTF-8, else its bytes with the invalid ones as ``%XX`` (plus, with
+    ``tag``, a hash of the bytes that keeps two names that escape alike apart): stable, valid UTF-8."""
+    if is_utf8(text):
+        return text
+    raw = os.fsencode(text)
+    escaped = raw.decode("utf-8", errors="surrogateescape")
+    escaped = "".join(f"%{ord(c) - 0xDC00:02X}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in escaped)
+    return f"{escaped}~{_short_hash(raw)}" if tag else escaped
+
+
+def safe_record(record: ClipRecord) -> ClipRecord:
+    """The record with every text field valid UTF-8 (Dask, Arrow and JSON need it) and the original
+    path bytes kept in ``source_path_raw`` when the path is not."""
+    fields = {k: getattr(record, k) for k in ("clip_id", "speaker_id", "split", "dataset", "transcript")}
+    changed = {k: safe_text(v) for k, v in fields.items() if isinstance(v, str) and not is_utf8(v)}
+    if not is_utf8(record.source_path):
+        changed["source_path"] = safe_text(record.source_path, tag=False)
+        changed["source_path_raw"] = os.fsencode(record.source_path)
+    return dataclasses.replace(record, **changed) if changed else record
 
 
 def read_sidecar_text(video: Path) -> str | None:

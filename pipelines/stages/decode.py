@@ -23,6 +23,10 @@ class DecodeConfig(StrictModel):
     max_frames: int | None = Field(None, ge=1, description="keep at most this many frames (the start)")
     min_side_px: int = Field(32, ge=1, description="smaller frames fail with bad_frame_size")
     threads: int = Field(0, ge=0, description="decoder threads per clip; 0 lets FFmpeg choose")
+    max_duration_s: float = Field(900.0, gt=0, description="longer clips fail with too_long, checked on the "
+                                  "container's declared duration before decoding and again while decoding")
+    max_pixels: int = Field(2_000_000_000, ge=1, description="output frames x width x height above this fail "
+                            "with too_large before decoding (2e9 = 6 GB of RGB frames, one clip in memory)")
 
 
 #: clip.info keys this stage fills (all are columns of talkbench.schema.CLIPS_SCHEMA)
@@ -33,9 +37,9 @@ INFO_KEYS = ("source_fps", "source_duration_s", "source_width", "source_height",
 def decode(clip: Clip, cfg: DecodeConfig, ctx: WorkerContext) -> Clip:
     from talkbench.media import read_av
 
-    path = clip.record.source_path
+    path = clip.record.path
     dec = read_av(path, fps=cfg.fps, sample_rate=cfg.sample_rate, max_frames=cfg.max_frames,
-                  threads=cfg.threads)
+                  threads=cfg.threads, max_duration_s=cfg.max_duration_s, max_pixels=cfg.max_pixels)
     height, width = dec.frames.shape[1:3]
     if min(height, width) < cfg.min_side_px:
         raise ClipError("bad_frame_size", f"{path}: frames are {width}x{height}, below min_side_px="
