@@ -63,6 +63,15 @@ def register(sub: Any, perf_sub: Any) -> None:
                    "and run with your rights (off by default, so a service passing on specs runs none)")
     r.set_defaults(handler=_run)
 
+    lg = bsub.add_parser("log", help="log a run folder that `bench run` could not log (store locked or down)",
+                         description="Log RESULTS (a folder holding results.json, per_clip.csv and grids/, written "
+                         "by `bench run` before it touched MLflow) as one MLflow run. The duplicate check is the "
+                         "same as bench run's.")
+    lg.add_argument("results", metavar="RESULTS", help="the run folder (or its results.json)")
+    lg.add_argument("--tracking-uri", default=None)
+    lg.add_argument("--rerun", action="store_true", help="replace an earlier run of the same submission")
+    lg.set_defaults(handler=_log)
+
     lb = bsub.add_parser("leaderboard", help="one row per submission from MLflow, sorted by the primary metric")
     lb.add_argument("--task", required=True, help="task name (latest version) or name@VERSION")
     lb.add_argument("--format", choices=["md", "html", "csv"], default="md")
@@ -108,7 +117,22 @@ def _run(args: argparse.Namespace) -> int:
     for result, run_id in results:
         assert result.record is not None  # the harness builds it
         print(summary_text(result.record))
-        print(f"  MLflow run {run_id}" + (f"; videos kept in {result.videos_dir}" if result.videos_dir else ""))
+        print(f"  MLflow run {run_id}; results in {result.results_dir}"
+              + (" (with the generated videos)" if result.videos_dir else ""))
+    return 0
+
+
+def _log(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from talkbench.benchmark import runs
+
+    folder = Path(args.results)
+    folder = folder.parent if folder.name == runs.RECORD_ARTIFACT else folder
+    runs.use_tracking(args.tracking_uri)
+    videos = folder if any(folder.glob("*.mp4")) else None
+    run_id = runs.log_folder(folder, rerun=args.rerun, videos_dir=videos)
+    print(f"logged {folder} as MLflow run {run_id}")
     return 0
 
 

@@ -52,6 +52,7 @@ class EvalResult:
     elapsed_s: float
     missing_policy: str = MISSING_POLICY
     record: RunRecord | None = None  # the typed run record, built by the harness (benchmark/records.py)
+    results_dir: Path | None = None  # where the harness wrote results.json + per_clip.csv (before MLflow)
 
     @property
     def n_ok(self) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from pathlib import Path
 
 from talkbench.benchmark import runs
@@ -47,13 +49,35 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
     out: list[tuple[EvalResult, str | None]] = []
     try:
         for i, sub in enumerate(subs):
-            videos = base / slug(sub.name) if keep_videos else None
-            result = evaluate(task, sub, metric_names=metrics, videos_dir=videos, device=device, preprocessor=pre)
+            # each run its own folder (two runs of one submission at once never share files): the
+            # videos, then results.json + per_clip.csv + grids, all written before MLflow is touched
+            folder = run_folder(base, sub.name)
+            result = evaluate(task, sub, metric_names=metrics, videos_dir=folder if keep_videos else None,
+                              device=device, preprocessor=pre)
             result.record = RunRecord.from_result(result, length_tolerance, provenance)
-            run_id = runs.log_result(result, supersedes[i]) if log_to_mlflow else None
+            runs.write_run_folder(result, folder)
+            result.results_dir = folder
+            run_id = None
+            if log_to_mlflow:
+                run_id = runs.log_folder(folder, rerun=rerun, supersedes=supersedes[i],
+                                         videos_dir=result.videos_dir)
             out.append((result, run_id))
     finally:
         pre.close()
         for sub in subs:
             sub.close()
     return out
+
+
+def run_folder(base: Path, name: str) -> Path:
+    """``base/<submission slug>/<UTC time>-<pid>``: unique per run, sorted by time."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = base / slug(name) / f"{stamp}-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:  # two submissions of one name in one second of one process
+        folder = base / slug(name) / f"{stamp}-{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
+        folder.mkdir(parents=True)
+    except OSError as e:
+        raise TalkbenchError(f"cannot create the output folder {folder}: {e.strerror or e}") from None
+    return folder

@@ -16,15 +16,20 @@ the leaderboard). Runs that never finished are superseded without asking.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from talkbench.benchmark.evaluator import EvalResult
-from talkbench.benchmark.records import RunRecord
-from talkbench.benchmark.submissions import Submission
-from talkbench.benchmark.tasks import TaskManifest
+from talkbench.benchmark.records import RunRecord, TaskInfo
 from talkbench.errors import TalkbenchError
+from talkbench.tracking import TrackingError
+
+if TYPE_CHECKING:  # light imports: `bench log` needs neither torch nor the metrics
+    from talkbench.benchmark.evaluator import EvalResult
+    from talkbench.benchmark.submissions import Submission
+    from talkbench.benchmark.tasks import TaskManifest
 
 TAG_KIND = "talkbench.kind"
 TAG_RUN_KEY = "talkbench.run_key"
@@ -55,15 +60,16 @@ def use_tracking(uri: str | None) -> str:
     return tracking.setup()
 
 
-def _experiment(task: TaskManifest) -> str:
+def _experiment(task: TaskManifest | TaskInfo) -> str:
     from mlflow.tracking import MlflowClient
 
-    from talkbench.tracking import get_or_create_experiment
+    from talkbench.tracking import call, get_or_create_experiment
 
     exp_id = get_or_create_experiment(experiment_name(task.name, task.version))
     client = MlflowClient()
-    client.set_experiment_tag(exp_id, "talkbench.task_hash", task.hash)
-    client.set_experiment_tag(exp_id, "talkbench.primary_metric", task.primary_metric)
+    call(client.set_experiment_tag, exp_id, "talkbench.task_hash", task.hash, what="tagging the experiment")
+    call(client.set_experiment_tag, exp_id, "talkbench.primary_metric", task.primary_metric,
+         what="tagging the experiment")
     return exp_id
 
 
@@ -71,65 +77,126 @@ def active_runs_with_key(exp_id: str, key: str) -> list[Any]:
     """Runs of the experiment with this run key that no later run superseded."""
     from mlflow.tracking import MlflowClient
 
-    runs = MlflowClient().search_runs([exp_id], filter_string=f"tags.`{TAG_RUN_KEY}` = '{key}'")
+    from talkbench.tracking import call
+
+    runs = call(MlflowClient().search_runs, [exp_id], filter_string=f"tags.`{TAG_RUN_KEY}` = '{key}'",
+                what="searching runs")
     return [r for r in runs if TAG_SUPERSEDED not in r.data.tags]
 
 
 def check_duplicate(task: TaskManifest, submission: Submission, rerun: bool) -> list[str]:
     """Raise when this submission already has a finished run on this task (unless ``rerun``).
 
-    Returns the ids of the runs the new one will supersede.
+    Returns the ids of the runs the new one will supersede. A cheap early check (before any scoring);
+    :func:`log_folder` checks again under the run key's lock right before logging.
     """
     exp_id = _experiment(task)
-    previous = active_runs_with_key(exp_id, run_key(task, submission))
+    return _supersedable(exp_id, run_key(task, submission), submission.name, task.ref, rerun)
+
+
+def _supersedable(exp_id: str, key: str, name: str, task_ref: str, rerun: bool, where: str = "") -> list[str]:
+    previous = active_runs_with_key(exp_id, key)
     finished = [r for r in previous if r.info.status == "FINISHED"]
     if finished and not rerun:
         r = finished[0]
         raise TalkbenchError(
-            f"{submission.name!r} was already scored on task {task.ref} (run {r.info.run_id}, same task hash "
-            f"and submission hash); pass --rerun to replace that run")
+            f"{name!r} was already scored on task {task_ref} (run {r.info.run_id}, same task hash "
+            f"and submission hash); pass --rerun to replace that run{where}")
     return [r.info.run_id for r in previous]
 
 
-def log_result(result: EvalResult, supersedes: list[str] | None = None) -> str:
-    """Log one evaluated submission as a new run from its record; mark ``supersedes`` runs; return the run id.
+# --------------------------------------------------------------------------- results on disk first
+PER_CLIP = "per_clip.csv"
+GRIDS = "grids"
 
-    Params and metrics are derived from ``result.record`` and the record itself is the ``results.json``
-    artifact the leaderboard reads back.
+
+def write_run_folder(result: EvalResult, folder: str | Path) -> Path:
+    """Write everything a run logs (``results.json``, ``per_clip.csv``, ``grids/*.png``) into ``folder``
+    BEFORE MLflow is touched, so a failing store loses nothing: ``bench log FOLDER`` logs it later.
+
+    ``results.json`` is written last (atomically): its presence means the folder is complete.
     """
-    import mlflow
     import pandas as pd
-    from mlflow.tracking import MlflowClient
     from PIL import Image
 
-    record = result.record
-    if record is None:
-        raise TalkbenchError("log_result needs the run record (set by the harness)")
-    task, sub = result.task, result.submission
-    exp_id = _experiment(task)
-    tags = {TAG_KIND: "bench", TAG_RUN_KEY: run_key(task, sub), TAG_SUBMISSION: sub.name, TAG_TASK: task.ref,
-            **{f"unavailable.{n}": r for n, r in record.unavailable.items()}}
-    if result.videos_dir is not None:
-        tags["talkbench.videos_dir"] = str(result.videos_dir.resolve())
-    with mlflow.start_run(experiment_id=exp_id, run_name=sub.name, tags=tags) as run:
-        mlflow.log_params(record.mlflow_params())
-        mlflow.log_metrics(record.mlflow_metrics())
-        with tempfile.TemporaryDirectory(prefix="talkbench-run-") as tmp:
-            out = Path(tmp)
-            pd.DataFrame(result.rows).to_csv(out / "per_clip.csv", index=False)
-            (out / RECORD_ARTIFACT).write_text(record.to_json(), encoding="utf-8")
-            mlflow.log_artifact(str(out / "per_clip.csv"))
-            mlflow.log_artifact(str(out / RECORD_ARTIFACT))
-            if result.grids:
-                grids = out / "grids"
-                grids.mkdir()
-                for clip_id, img in result.grids.items():
-                    Image.fromarray(img).save(grids / f"{clip_id}.png")
-                mlflow.log_artifacts(str(grids), artifact_path="grids")
-        run_id = run.info.run_id
-    client = MlflowClient()
-    for old in supersedes or []:
-        client.set_tag(old, TAG_SUPERSEDED, run_id)
+    if result.record is None:
+        raise TalkbenchError("write_run_folder needs the run record (set by the harness)")
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(result.rows).to_csv(out / PER_CLIP, index=False)
+        if result.grids:
+            (out / GRIDS).mkdir(exist_ok=True)
+            for clip_id, img in result.grids.items():
+                Image.fromarray(img).save(out / GRIDS / f"{clip_id}.png")
+        tmp = out / f".{RECORD_ARTIFACT}.tmp"
+        tmp.write_text(result.record.to_json(), encoding="utf-8")
+        os.replace(tmp, out / RECORD_ARTIFACT)
+    except OSError as e:
+        raise TalkbenchError(f"cannot write the results to {out}: {e.strerror or e}") from None
+    return out
+
+
+def log_result(result: EvalResult, supersedes: list[str] | None = None, folder: str | Path | None = None,
+               rerun: bool = True) -> str:
+    """Write the run folder (a temporary one unless ``folder``) and log it (see :func:`log_folder`)."""
+    if folder is not None:
+        return log_folder(write_run_folder(result, folder), rerun=rerun, supersedes=supersedes)
+    with tempfile.TemporaryDirectory(prefix="talkbench-run-") as tmp:
+        return log_folder(write_run_folder(result, tmp), rerun=rerun, supersedes=supersedes)
+
+
+def log_folder(folder: str | Path, rerun: bool = False, supersedes: list[str] | None = None,
+               videos_dir: str | Path | None = None) -> str:
+    """Log a run folder written by :func:`write_run_folder` as one MLflow run; return its id.
+
+    Atomic per run key: under the key's lock the duplicate check is made again right before logging,
+    so two concurrent ``bench run`` of one submission end with one active run (the later one is
+    refused, or with ``rerun`` supersedes the earlier). Every store call retries while the store is
+    busy; a final failure says where the results are and how to log them later.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from talkbench.tracking import call, store_lock
+
+    folder = Path(folder)
+    path = folder / RECORD_ARTIFACT
+    if not path.is_file():
+        raise TalkbenchError(f"{folder}: no {RECORD_ARTIFACT} (not a run folder written by `bench run`)")
+    record = RunRecord.from_json(path.read_bytes(), source=str(path))
+    key = hashlib.sha256(f"{record.task.hash}:{record.submission.hash}".encode()).hexdigest()[:32]
+    later = f"; the results are safe in {folder}: log them later with `talkbench bench log {folder}`"
+    try:
+        exp_id = _experiment(record.task)
+        with store_lock(f"run-{key}"):
+            previous = _supersedable(exp_id, key, record.submission.name, record.task.ref, rerun,
+                                     where=f" (this run's results stay in {folder})")
+            tags = {TAG_KIND: "bench", TAG_RUN_KEY: key, TAG_SUBMISSION: record.submission.name,
+                    TAG_TASK: record.task.ref, "talkbench.results_dir": str(folder.resolve()),
+                    **{f"unavailable.{n}": r for n, r in record.unavailable.items()}}
+            if videos_dir is not None:
+                tags["talkbench.videos_dir"] = str(Path(videos_dir).resolve())
+            client = MlflowClient()
+            run = call(client.create_run, exp_id, run_name=record.submission.name, tags=tags, what="creating the run")
+            run_id = run.info.run_id
+            now = int(time.time() * 1000)
+            params = [Param(k, v) for k, v in record.mlflow_params().items()]
+            metrics = [Metric(k, float(v), now, 0) for k, v in record.mlflow_metrics().items()]
+            for i in range(0, max(len(params), len(metrics)), 100):  # MLflow's batch limits
+                call(client.log_batch, run_id, metrics=metrics[i:i + 100], params=params[i:i + 100],
+                     tags=[RunTag("talkbench.logged_from", "results_dir")] if i == 0 else [],
+                     what="logging params and metrics")
+            for name in (PER_CLIP, RECORD_ARTIFACT):
+                if (folder / name).is_file():
+                    call(client.log_artifact, run_id, str(folder / name), what="logging artifacts")
+            if (folder / GRIDS).is_dir():
+                call(client.log_artifacts, run_id, str(folder / GRIDS), artifact_path=GRIDS, what="logging grids")
+            call(client.set_terminated, run_id, what="finishing the run")
+            for old in sorted(set(previous) | set(supersedes or [])):
+                call(client.set_tag, old, TAG_SUPERSEDED, run_id, what="superseding the earlier run")
+    except TrackingError as e:
+        raise TrackingError(f"{e}{later}") from None
     return run_id
 
 

@@ -244,3 +244,82 @@ def test_non_finite_config_values_are_refused(value):
     with pytest.raises(ConfigError, match="decode.fps") as e:
         load_config(None, [f"decode.fps={value}"])
     assert "finite" in str(e.value)
+
+
+# --------------------------------------------------------------------------- 5. MLflow: results never lost
+def run_folder(folder: Path, name: str = "sub-a") -> Path:
+    """A run folder as `bench run` writes it before touching MLflow (a record made here, no scoring)."""
+    from talkbench.benchmark.records import AggregateRecord, Provenance, RunRecord, SubmissionInfo, TaskInfo
+
+    record = RunRecord(
+        task=TaskInfo(name="hostile", version=1, hash="t" * 64, kind="paired", split="test", n_clips=1,
+                      primary_metric="psnr"),
+        submission=SubmissionInfo(name=name, spec=f"/subs/{name}", hash="s" * 64),
+        provenance=Provenance(talkbench_version="test"), missing_policy="fail", length_tolerance=1,
+        n_clips=1, n_clips_ok=1, aggregates={"psnr": AggregateRecord(value=30.0, n=1)})
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(record.to_json())
+    (folder / "per_clip.csv").write_text("clip_id,status,psnr\nc1,ok,30.0\n")
+    return folder
+
+
+def bench_cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "talkbench.cli", "bench", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def active_runs(uri: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("bench/hostile/v1")
+    runs = client.search_runs([exp.experiment_id])
+    return [r for r in runs if "talkbench.superseded_by" not in r.data.tags and r.info.status == "FINISHED"]
+
+
+@pytest.mark.slow
+def test_concurrent_logging_on_a_new_store_leaves_one_active_run(tmp_path):
+    """Two processes log one run key at once on a store that does not exist yet: the schema is made once
+    (no alembic race), one run is logged, the other is refused in one line with where its results are."""
+    folder = run_folder(tmp_path / "run")
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TALKBENCH_ARTIFACT_ROOT": (tmp_path / "art").as_uri()}
+    procs = [bench_cli("log", str(folder), env=env) for _ in range(2)]
+    outs = [(p.wait(timeout=240), *p.communicate()) for p in procs]
+    assert sorted(rc for rc, _, _ in outs) == [0, 2], outs
+    err = next(e for rc, _, e in outs if rc == 2)
+    assert "already scored" in err and str(folder) in err and len(err.strip().splitlines()) == 1
+    assert len(active_runs(uri)) == 1
+
+
+@pytest.mark.slow
+def test_locked_store_keeps_the_results_and_says_how_to_log_them(tmp_path, capsys, monkeypatch):
+    """A store locked longer than MLflow's 20 s busy timeout (retries off): a one-line error naming the
+    folder and `bench log`; the folder is complete; `bench log` logs it once the lock is gone."""
+    import sqlite3
+
+    from talkbench.benchmark import runs
+    from talkbench.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("TALKBENCH_ARTIFACT_ROOT", (tmp_path / "art").as_uri())
+    monkeypatch.setenv("TALKBENCH_TRACKING_RETRY_S", "0")
+    runs.use_tracking(uri)
+    from talkbench.tracking import init_store
+
+    init_store(uri)
+    folder = run_folder(tmp_path / "run")
+    holder = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        rc = main(["bench", "log", str(folder)])
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "database is locked" in err and f"talkbench bench log {folder}" in err and "Traceback" not in err
+    assert (folder / "results.json").is_file() and (folder / "per_clip.csv").is_file()
+    assert main(["bench", "log", str(folder)]) == 0
+    assert len(active_runs(uri)) == 1
