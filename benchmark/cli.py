@@ -8,8 +8,8 @@ from typing import Any
 SPEC_HELP = ("a folder or .zip/.tar of <clip_id>.mp4 (outputs first), builtin:ground-truth, builtin:static-frame, "
              "builtin:shifted?k=5, checkpoint:CKPT, or module:Class (adapter with generate(reference_image, "
              "audio_16k, fps); needs --allow-code); repeatable")
-CODE_WARNING = ("module:Class adapters (and checkpoint: generators) run code with the rights of the user running "
-                "the harness: never score one that comes from an untrusted party outside a container.")
+CODE_WARNING = ("module:Class adapters run code with the rights of the user running the harness: never score "
+                "one that comes from an untrusted party outside a container.")
 
 
 def register(sub: Any, perf_sub: Any) -> None:
@@ -52,8 +52,8 @@ def register(sub: Any, perf_sub: Any) -> None:
     r.add_argument("--rerun", action="store_true", help="replace an earlier run of the same submission on "
                    "the same task (otherwise refused)")
     r.add_argument("--metrics", default=None, help="comma-separated metric names (default: all registered)")
-    r.add_argument("--outputs-dir", default=None, help="where generated videos are kept "
-                   "(default bench_outputs/<task>/<submission>/)")
+    r.add_argument("--outputs-dir", default=None, help="where each run's folder goes: its videos, "
+                   "results.json, per_clip.csv, grids (default bench_outputs/<task>/<submission>/<time>-<pid>/)")
     r.add_argument("--no-keep-videos", action="store_true", help="do not write the generated videos")
     r.add_argument("--length-tolerance", type=int, default=1,
                    help="frames a submission may be off by (trimmed/padded); more is a wrong_length error")

@@ -323,3 +323,164 @@ def test_locked_store_keeps_the_results_and_says_how_to_log_them(tmp_path, capsy
     assert (folder / "results.json").is_file() and (folder / "per_clip.csv").is_file()
     assert main(["bench", "log", str(folder)]) == 0
     assert len(active_runs(uri)) == 1
+
+
+# --------------------------------------------------------------------------- 6. archives, 4. submission.yaml
+def tiny_mp4(path: Path) -> Path:
+    from talkbench.media import write_video
+
+    return write_video(path, np.zeros((3, 16, 16, 3), np.uint8), fps=25)
+
+
+def test_zip_bomb_stops_while_extracting(tmp_path):
+    import zipfile
+
+    from talkbench.benchmark.submissions import SubmissionError, extract_archive
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("clip.mp4", b"\0" * (64 * 1024**2))  # 64 MB of zeros -> ~64 KB
+    dest = tmp_path / "x"
+    dest.mkdir()
+    with pytest.raises(SubmissionError) as e:
+        extract_archive(bomb, dest)
+    assert e.value.kind == "archive_ratio"
+    assert (dest / "clip.mp4").stat().st_size < 20 * 1024**2  # stopped on the way, not judged afterwards
+
+
+def test_archive_total_size_and_member_caps(tmp_path):
+    import zipfile
+
+    from talkbench.benchmark.submissions import SubmissionError, extract_archive
+
+    arc = tmp_path / "many.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        for i in range(5):
+            zf.writestr(f"c{i}.mp4", os.urandom(1000))
+    for kwargs, kind in [({"max_members": 4}, "archive_too_many_members"), ({"max_bytes": 2500}, "archive_too_large")]:
+        dest = tmp_path / kind
+        dest.mkdir()
+        with pytest.raises(SubmissionError) as e:
+            extract_archive(arc, dest, **kwargs)
+        assert e.value.kind == kind and f"[{kind}]" in str(e.value)
+
+
+@pytest.mark.parametrize(("members", "kind"), [(["sub/x", "sub/x/clip.mp4"], "archive_conflict"),
+                                               (["sub/x/clip.mp4", "sub/x"], "archive_conflict"),
+                                               (["sub/a.mp4", "sub/a.mp4"], "archive_duplicate")])
+def test_tar_member_conflicts_are_specific_errors(tmp_path, members, kind):
+    import io
+    import tarfile
+
+    from talkbench.benchmark.submissions import SubmissionError, load_submission
+
+    arc = tmp_path / "sub.tar"
+    with tarfile.open(arc, "w") as tf:
+        for i, name in enumerate(members):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tf.addfile(info, io.BytesIO(f"m{i:03d}".encode()))
+    with pytest.raises(SubmissionError) as e:
+        load_submission(str(arc))
+    assert e.value.kind == kind and "\n" not in str(e.value)
+
+
+def test_archive_traversal_and_links_are_refused(tmp_path):
+    """(held before issue 11) '..', absolute names and links are never written."""
+    import tarfile
+    import zipfile
+
+    from talkbench.benchmark.submissions import extract_archive
+
+    arc = tmp_path / "evil.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        zf.writestr("../escape.mp4", b"x")
+        zf.writestr("/abs.mp4", b"x")
+        link = zipfile.ZipInfo("link.mp4")
+        link.external_attr = 0o120777 << 16
+        zf.writestr(link, "/etc/passwd")
+    dest = tmp_path / "d"
+    dest.mkdir()
+    assert sorted(extract_archive(arc, dest)) == ["../escape.mp4", "/abs.mp4", "link.mp4"]
+    assert not any(dest.iterdir()) and not (tmp_path / "escape.mp4").exists()
+    tar = tmp_path / "evil.tar"
+    with tarfile.open(tar, "w") as tf:
+        for name, kind in [("dev.mp4", tarfile.CHRTYPE), ("sym.mp4", tarfile.SYMTYPE), ("hard.mp4", tarfile.LNKTYPE)]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, "/etc/passwd"
+            tf.addfile(info)
+    assert sorted(extract_archive(tar, dest)) == ["dev.mp4", "hard.mp4", "sym.mp4"]
+
+
+def test_alias_bomb_is_refused_in_under_5_s(tmp_path):
+    import time
+
+    from talkbench.benchmark.submissions import SubmissionError, load_submission
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
+              for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    lines.append("model: *i")
+    (folder / "submission.yaml").write_text("\n".join(lines) + "\n")
+    assert (folder / "submission.yaml").stat().st_size < 1024
+    start = time.perf_counter()
+    with pytest.raises(SubmissionError) as e:
+        load_submission(str(folder))
+    assert time.perf_counter() - start < 5 and e.value.kind == "meta_not_scalar"
+
+
+@pytest.mark.parametrize(("text", "kind"), [("model: " + "x" * 70_000, "meta_too_large"),
+                                            ("model: " + "x" * 2000, "meta_value_too_long"),
+                                            ("model: {a: 1}", "meta_not_scalar"),
+                                            ("model: " + "m" * 300, "bad_name"),
+                                            ("model: \"a\\x1b[31mred\"", "bad_name")])
+def test_submission_yaml_caps(tmp_path, text, kind):
+    from talkbench.benchmark.submissions import SubmissionError, load_submission
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "submission.yaml").write_text(text + "\n")
+    with pytest.raises(SubmissionError) as e:
+        load_submission(str(folder))
+    assert e.value.kind == kind
+
+
+def test_yaml_tags_are_not_constructed(tmp_path):
+    """(held before issue 11) python tags in submission.yaml are a YAML error, never an object."""
+    from talkbench.benchmark.submissions import load_submission
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "submission.yaml").write_text(f"model: !!python/object/apply:os.system ['touch {tmp_path}/P']\n")
+    with pytest.raises(TalkbenchError, match="not valid YAML"):
+        load_submission(str(folder))
+    assert not (tmp_path / "P").exists()
+
+
+def test_long_display_name_is_refused(tmp_path):
+    from talkbench.benchmark.submissions import SubmissionError, load_submission
+
+    with pytest.raises(SubmissionError, match=r"\[bad_name\]"):
+        load_submission("builtin:static-frame", name="n" * 201)
+
+
+def test_submission_videos_that_are_not_videos(tmp_path):
+    """Special files and still images in an outputs-first folder: specific per-clip kinds."""
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import TaskClip, TaskItem
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.mp4")
+    png_named_mp4(folder / "image.mp4")
+    tiny_mp4(folder / "ok.mp4")
+    sub = load_submission(str(folder))
+    for clip_id, kind in [("pipe", "not_a_file"), ("image", "not_video")]:
+        clip = TaskClip(clip_id=clip_id, reference_clip=clip_id, reference_frame=0, reference_source="",
+                        audio_clip=clip_id, ground_truth="", n_frames=3)
+        item = TaskItem(clip=clip, audio=np.zeros(1920, np.float32), fps=25.0, sample_rate=16_000)
+        with pytest.raises(ClipError) as e:
+            sub.read(item)
+        assert e.value.kind == kind

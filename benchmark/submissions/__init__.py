@@ -29,10 +29,12 @@ from talkbench.benchmark.submissions.base import (
     META_FILE,
     META_KEYS,
     SUBMISSION_ERROR_KINDS,
+    SUBMISSION_PROBLEM_KINDS,
     VIDEO_SUFFIX,
     ClipOutput,
     ItemInputs,
     Submission,
+    SubmissionError,
     check_frames,
     file_sha256,
 )
@@ -47,7 +49,8 @@ from talkbench.benchmark.submissions.folder import FolderSubmission
 from talkbench.benchmark.submissions.spec import SUBMISSION_KINDS, load_submission, parse_spec
 
 __all__ = [
-    "BUILTINS", "META_FILE", "META_KEYS", "SUBMISSION_ERROR_KINDS", "SUBMISSION_KINDS", "VIDEO_SUFFIX",
+    "BUILTINS", "META_FILE", "META_KEYS", "SUBMISSION_ERROR_KINDS", "SUBMISSION_KINDS", "SUBMISSION_PROBLEM_KINDS",
+    "VIDEO_SUFFIX", "SubmissionError",
     "AdapterSubmission", "BuiltinSubmission", "ClipOutput", "FolderSubmission", "GroundTruth", "ItemInputs",
     "Shifted", "StaticFrame", "Submission", "check_frames", "extract_archive", "file_sha256", "load_submission",
     "parse_spec",

@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from talkbench.benchmark.tasks import TaskItem, TaskManifest
-from talkbench.errors import ClipError
+from talkbench.errors import ClipError, TalkbenchError
 from talkbench.io import sha256_file
 
 #: Every per-clip error a submission can produce, with what it means.
@@ -33,6 +33,42 @@ SUBMISSION_ERROR_KINDS: dict[str, str] = {
     "reference_failed": "the task's own ground truth / reference video could not be processed (not the "
     "submission's fault; the same for every submission)",
 }
+
+#: Every submission-level refusal (the whole submission is not scored), with what it means.
+SUBMISSION_PROBLEM_KINDS: dict[str, str] = {
+    "archive_too_large": "the archive's extracted size passed the cap (counted while extracting)",
+    "archive_too_many_members": "the archive holds more members than the cap",
+    "archive_ratio": "a member (or the archive) expands more than the compression-ratio cap: a zip bomb",
+    "archive_conflict": "a member needs a folder where another member is a file (or the reverse)",
+    "archive_duplicate": "two members have the same name (one would silently overwrite the other)",
+    "meta_too_large": "submission.yaml is larger than the cap",
+    "meta_not_scalar": "a submission.yaml value is a list, mapping or alias structure, not a scalar",
+    "meta_value_too_long": "a submission.yaml value is longer than the cap",
+    "bad_name": "the display name (run name and tag in MLflow) is too long or holds control characters",
+}
+#: caps (see the README's "Security and limits")
+MAX_META_BYTES = 64 * 1024
+MAX_META_VALUE_CHARS = 1000
+MAX_NAME_CHARS = 200
+
+
+class SubmissionError(TalkbenchError):
+    """The whole submission is refused; ``kind`` is one of :data:`SUBMISSION_PROBLEM_KINDS`."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{message} [{kind}]")
+        self.kind = kind
+
+
+def check_display_name(name: str) -> str:
+    """A name fit for an MLflow run name and tag: at most MAX_NAME_CHARS, no control characters."""
+    if len(name) > MAX_NAME_CHARS:
+        raise SubmissionError("bad_name", f"the submission name is {len(name)} characters, above the cap of "
+                              f"{MAX_NAME_CHARS} (give a shorter one with --name)")
+    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in name):
+        raise SubmissionError("bad_name", f"the submission name {name[:60]!r} holds control characters")
+    return name
+
 
 VIDEO_SUFFIX = ".mp4"
 META_FILE = "submission.yaml"

@@ -12,12 +12,15 @@ import yaml
 
 from talkbench.benchmark.submissions.archive import _is_archive, _safe_member_name, extract_archive
 from talkbench.benchmark.submissions.base import (
+    MAX_META_BYTES,
+    MAX_META_VALUE_CHARS,
     META_FILE,
     META_KEYS,
     VIDEO_SUFFIX,
     ClipOutput,
     ItemInputs,
     Submission,
+    SubmissionError,
     check_frames,
     file_sha256,
 )
@@ -41,7 +44,11 @@ class FolderSubmission(Submission):
         refused: list[str] = []
         if _is_archive(src):
             self._tmp = tempfile.TemporaryDirectory(prefix="talkbench-sub-")
-            refused = extract_archive(src, Path(self._tmp.name))
+            try:
+                refused = extract_archive(src, Path(self._tmp.name))
+            except BaseException:
+                self.close()  # nothing of a refused archive stays on disk
+                raise
             root = Path(self._tmp.name)
             entries = list(root.iterdir())
             if len(entries) == 1 and entries[0].is_dir():  # archive of a folder
@@ -52,8 +59,12 @@ class FolderSubmission(Submission):
             raise TalkbenchError(f"submission {src} is neither a folder nor a .zip/.tar archive")
         self.root = root.resolve()
         self.length_tolerance = length_tolerance
-        meta = self._read_meta()
-        files = sorted(p for p in self.root.rglob("*") if p.is_file() or p.is_symlink())
+        try:
+            meta = self._read_meta()
+        except BaseException:
+            self.close()
+            raise
+        files = sorted(p for p in self.root.rglob("*") if p.is_file() or p.is_symlink())  # FIFOs: not read
         identity = {"kind": "folder", "files": {str(p.relative_to(self.root)): self._file_id(p) for p in files}}
         display = name or meta.get("model") or src.name
         if meta.get("version") and not name:
@@ -65,19 +76,40 @@ class FolderSubmission(Submission):
     def _file_id(self, p: Path) -> str:
         if p.is_symlink() or not p.resolve().is_relative_to(self.root):
             return f"link->{p.readlink() if p.is_symlink() else p.resolve()}"
-        return file_sha256(p)
+        try:
+            return file_sha256(p)
+        except OSError as e:  # a FIFO, a device, an unreadable file: identified, not read
+            return f"unreadable:{e.strerror}"
 
     def _read_meta(self) -> dict[str, Any]:
+        """``submission.yaml``: at most MAX_META_BYTES, a flat mapping of scalars (so an alias bomb,
+        whose values are nested lists, is refused at once instead of being expanded into strings)."""
         path = self.root / META_FILE
         if not path.is_file():
             return {}
+        size = path.stat().st_size
+        if size > MAX_META_BYTES:
+            raise SubmissionError("meta_too_large", f"{path.name}: {size} bytes, above the cap of {MAX_META_BYTES}")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8", errors="replace")) or {}
         except yaml.YAMLError as e:
-            raise TalkbenchError(f"{path}: not valid YAML: {e}") from None
+            raise TalkbenchError(f"{path.name}: not valid YAML: {' '.join(str(e).split())}") from None
+        except RecursionError:
+            raise SubmissionError("meta_not_scalar", f"{path.name}: nested too deeply") from None
         if not isinstance(data, dict):
-            raise TalkbenchError(f"{path}: must be a mapping of {', '.join(META_KEYS)}")
-        return {str(k): str(v) for k, v in data.items() if k in META_KEYS}
+            raise TalkbenchError(f"{path.name}: must be a mapping of {', '.join(META_KEYS)}")
+        meta = {}
+        for k, v in data.items():
+            if not isinstance(k, str) or not isinstance(v, str | int | float | bool | None):
+                raise SubmissionError("meta_not_scalar", f"{path.name}: {str(k)[:40]!r} must map to a single "
+                                      f"value (text or number), not a {type(v).__name__}")
+            if k in META_KEYS:
+                text = "" if v is None else str(v)
+                if len(text) > MAX_META_VALUE_CHARS:
+                    raise SubmissionError("meta_value_too_long", f"{path.name}: {k} is {len(text)} characters, "
+                                          f"above the cap of {MAX_META_VALUE_CHARS}")
+                meta[k] = text
+        return meta
 
     def setup(self, task: TaskManifest) -> None:
         wanted = {c.clip_id for c in task.clips}

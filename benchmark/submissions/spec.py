@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from talkbench.benchmark.submissions.adapter import AdapterSubmission
-from talkbench.benchmark.submissions.base import Submission, file_sha256
+from talkbench.benchmark.submissions.base import Submission, check_display_name, file_sha256
 from talkbench.benchmark.submissions.builtins import BUILTINS, BuiltinSubmission
 from talkbench.benchmark.submissions.folder import FolderSubmission
 from talkbench.errors import TalkbenchError
@@ -78,8 +78,19 @@ def load_submission(spec: str, name: str | None = None, length_tolerance: int = 
     Whatever the flag, the target must be a class defining the adapter interface before anything of
     it is called, so ``os:system?command=...`` and the like are refused.
     """
-    kind, target, options = parse_spec(spec)
-    s = Spec(spec, kind, target, options, name, length_tolerance, allow_code)
+    if name is not None:
+        check_display_name(name)
+    sub = _load(Spec(spec, *parse_spec(spec), name, length_tolerance, allow_code))
+    try:
+        check_display_name(sub.name)  # from submission.yaml or an adapter's attributes: untrusted
+    except BaseException:
+        sub.close()
+        raise
+    return sub
+
+
+def _load(s: Spec) -> Submission:
+    spec, kind, target = s.spec, s.kind, s.target
     if kind == "builtin" or (not kind and target in BUILTINS):
         return SUBMISSION_KINDS.get("builtin")(s)
     if kind == "checkpoint":
