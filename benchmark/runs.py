@@ -16,7 +16,6 @@ the leaderboard). Runs that never finished are superseded without asking.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -119,6 +118,8 @@ def write_run_folder(result: EvalResult, folder: str | Path) -> Path:
     import pandas as pd
     from PIL import Image
 
+    from talkbench.io import atomic_write
+
     if result.record is None:
         raise TalkbenchError("write_run_folder needs the run record (set by the harness)")
     out = Path(folder)
@@ -129,9 +130,7 @@ def write_run_folder(result: EvalResult, folder: str | Path) -> Path:
             (out / GRIDS).mkdir(exist_ok=True)
             for clip_id, img in result.grids.items():
                 Image.fromarray(img).save(out / GRIDS / f"{clip_id}.png")
-        tmp = out / f".{RECORD_ARTIFACT}.tmp"
-        tmp.write_text(result.record.to_json(), encoding="utf-8")
-        os.replace(tmp, out / RECORD_ARTIFACT)
+        atomic_write(out / RECORD_ARTIFACT, result.record.to_json())
     except OSError as e:
         raise TalkbenchError(f"cannot write the results to {out}: {e.strerror or e}") from None
     return out

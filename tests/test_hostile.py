@@ -97,8 +97,8 @@ def test_callable_specs_are_refused_and_create_nothing(tmp_path, spec):
 
 
 def test_module_specs_need_allow_code_on_the_cli(tmp_path, capsys):
+    from talkbench.app.cli import main
     from talkbench.benchmark.submissions import load_submission
-    from talkbench.cli import main
 
     with pytest.raises(TalkbenchError, match="--allow-code"):
         load_submission("bench_adapters:StillFace", allow_code=False)
@@ -109,7 +109,7 @@ def test_module_specs_need_allow_code_on_the_cli(tmp_path, capsys):
 
 
 def test_run_help_says_adapters_run_code(capsys):
-    from talkbench.cli import main
+    from talkbench.app.cli import main
 
     with pytest.raises(SystemExit):
         main(["bench", "run", "--help"])
@@ -223,7 +223,7 @@ def test_hostile_corpus_prepares_with_every_input_a_row(tmp_path, fixtures_dir):
     (corpus / "dir.mpg").mkdir()
     png_named_mp4(corpus / "image.mp4")
     out = tmp_path / "out"
-    res = subprocess.run([sys.executable, "-m", "talkbench.cli", "prepare", "--dataset", "folder", "--input",
+    res = subprocess.run([sys.executable, "-m", "talkbench.app.cli", "prepare", "--dataset", "folder", "--input",
                           str(corpus), "--output", str(out), "--workers", "1", "--no-progress", "-o",
                           "stages=[decode]"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -264,7 +264,7 @@ def run_folder(folder: Path, name: str = "sub-a") -> Path:
 
 
 def bench_cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "talkbench.cli", "bench", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "talkbench.app.cli", "bench", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -298,8 +298,8 @@ def test_locked_store_keeps_the_results_and_says_how_to_log_them(tmp_path, capsy
     folder and `bench log`; the folder is complete; `bench log` logs it once the lock is gone."""
     import sqlite3
 
+    from talkbench.app.cli import main
     from talkbench.benchmark import runs
-    from talkbench.cli import main
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
