@@ -285,7 +285,7 @@ def test_concurrent_logging_on_a_new_store_leaves_one_active_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'new.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TALKBENCH_ARTIFACT_ROOT": (tmp_path / "art").as_uri()}
     procs = [bench_cli("log", str(folder), env=env) for _ in range(2)]
-    outs = [(p.wait(timeout=240), *p.communicate()) for p in procs]
+    outs = [(p.wait(timeout=900), *p.communicate()) for p in procs]  # ~15 s on an idle machine
     assert sorted(rc for rc, _, _ in outs) == [0, 2], outs
     err = next(e for rc, _, e in outs if rc == 2)
     assert "already scored" in err and str(folder) in err and len(err.strip().splitlines()) == 1
@@ -484,3 +484,13 @@ def test_submission_videos_that_are_not_videos(tmp_path):
         with pytest.raises(ClipError) as e:
             sub.read(item)
         assert e.value.kind == kind
+
+
+def test_os_error_on_the_output_path_is_one_line(tmp_path, capsys):
+    from talkbench.app.cli import main
+
+    out = tmp_path / ("x" * 300)  # a name component over the 255-byte limit
+    rc = main(["prepare", "--dataset", "folder", "--input", str(tmp_path), "--output", str(out), "--workers", "1",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "File name too long" in err

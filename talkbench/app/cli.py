@@ -89,7 +89,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("talkbench: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        # an OS error on a path (too long, read-only, disk full) or a tracking-store error (MLflow,
+        # SQLAlchemy, alembic): one line, not a traceback; -v shows the traceback
+        line = _one_line_error(e)
+        if line is None or args.verbose:
+            raise
+        print(f"talkbench: error: {line}", file=sys.stderr)
+        return 2
     return int(rc or 0)
+
+
+def _one_line_error(e: Exception) -> str | None:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.strerror or type(e).__name__}: {e.filename}"
+    if type(e).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "alembic"):
+        from talkbench.tracking import one_line
+
+        return f"tracking store: {one_line(e)} (run with -v for the traceback)"
+    return None
 
 
 if __name__ == "__main__":
