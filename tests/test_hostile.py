@@ -285,7 +285,7 @@ def test_concurrent_logging_on_a_new_store_leaves_one_active_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'new.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TALKBENCH_ARTIFACT_ROOT": (tmp_path / "art").as_uri()}
     procs = [bench_cli("log", str(folder), env=env) for _ in range(2)]
-    outs = [(p.wait(timeout=900), *p.communicate()) for p in procs]  # ~15 s on an idle machine
+    outs = [(p.wait(timeout=500), *p.communicate()) for p in procs]  # ~15 s on an idle machine
     assert sorted(rc for rc, _, _ in outs) == [0, 2], outs
     err = next(e for rc, _, e in outs if rc == 2)
     assert "already scored" in err and str(folder) in err and len(err.strip().splitlines()) == 1
