@@ -775,6 +775,6 @@ def recipe_step(step: Any, ctx: Any) -> Path:
         return out
     cfg = preset(name, over)
     flags = " ".join(f"-o {o}" for o in step.overrides if not o.startswith("preset="))
-    ctx.echo(f"talkbench yi2020 train --shards {ctx.shards} --preset {name} --out {out} {flags}".rstrip())
+    ctx.echo(f"\n$ talkbench yi2020 train --shards {ctx.shards} --preset {name} --out {out} {flags}".rstrip())
     model = train_general(ctx.shards, cfg, progress=ctx.echo)
     return model.save(out)

@@ -177,3 +177,22 @@ def test_checkpoint_submission_of_a_yi2020_bundle_is_its_bench_adapter(general):
     sub = load_submission(f"checkpoint:{root / 'general'}?preset=tiny")
     assert isinstance(sub.obj, Y.BenchAdapter) and sub.obj.preset == "tiny"
     assert any(k.endswith("face3d.safetensors") for k in sub.identity["files"])
+
+
+def test_recipe_run_yi2020_tiny_on_cpu(general, tmp_path, monkeypatch, capsys):
+    from talkbench.app.recipes import load_recipe, plan_steps
+
+    _, shards = general
+    plans = plan_steps(load_recipe("yi2020"), "tiny", ablations=True, gpu=False)
+    assert [p.variant for p in plans] == [None, "no_memory", "sketch", "no_pose", "no_personalisation"]
+    assert plans[0].overrides == ["preset=tiny"] and "render=sketch" in plans[2].overrides
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("TALKBENCH_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    args = ["recipe", "run", "yi2020", "--shards", str(shards), "--preset", "tiny", "--out", str(tmp_path / "work"),
+            "--tasks-dir", str(tmp_path / "tasks"), "--metrics", "hs-w1"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "$ talkbench yi2020 train --shards" in out and "--kind personalized --personalize-frames 40" in out
+    board = (tmp_path / "reports" / "leaderboards" / "yi2020-tiny.md").read_text()
+    assert "ground-truth" in board and "yi2020 (tiny)" in board

@@ -72,7 +72,10 @@ def write_fixture_shards(root, stems=None, head: bool = True):
         tables.append(pa.Table.from_pydict({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in schema},
                                            schema=schema))
         h, w = d["hw"]
+        source = next(p for p in [VOX, *GRID_CLIPS] if p.stem == stem)
+        pcm = (np.clip(d["audio"], -1, 1) * 32767).astype("<i2").tobytes()
         rows.append({"clip_id": stem, "dataset": "fixture", "speaker_id": f"spk{k}", "split": "train",
+                     "source_path": str(source), "audio_pcm16": pcm,
                      "status": "ok", "n_frames": n, "fps": 25.0, "sample_rate": 16000, "source_height": int(h),
                      "source_width": int(w), "rotation": 0, "identity_frame": 0})
     with pq.ParquetWriter(root / "frames" / "part-00000.parquet", schema) as wr:

@@ -73,6 +73,7 @@ class ScoringSpec(StrictModel):
     max_clips: int | None = Field(8, ge=1)
     metrics: list[str] | None = Field(None, description="default: every registered metric")
     kind: str = "paired"
+    personalize_frames: int | None = Field(None, ge=1, description="personalized tasks: fine-tuning frames per clip")
 
 
 class Recipe(StrictModel):
@@ -218,6 +219,7 @@ def train_step(step: StepPlan, ctx: RecipeContext) -> Path:
 #: step kind -> fn(StepPlan, RecipeContext) -> Path. Seeds add theirs with one lazy line each.
 STEP_KINDS: Registry[Callable[[StepPlan, RecipeContext], Path]] = Registry("recipe step kind")
 STEP_KINDS.register("train", lazy="talkbench.app.recipes:train_step")
+STEP_KINDS.register("yi2020", lazy="talkbench.models.yi2020:recipe_step")
 
 
 def run_steps(plans: list[StepPlan], ctx: RecipeContext) -> None:
@@ -272,9 +274,12 @@ def make_task(ctx: RecipeContext, name: str, tasks_dir: Path | None) -> Any:
     split = eval_split(ctx.shards, ctx.echo)
     args = ["bench", "make-task", "--shards", str(ctx.shards), "--name", name, "--split", split]
     args += ["--max-clips", str(sc.max_clips)] if sc.max_clips else []
+    args += ["--kind", sc.kind] if sc.kind != "paired" else []
+    args += ["--personalize-frames", str(sc.personalize_frames)] if sc.personalize_frames else []
     args += ["--tasks-dir", str(tasks_dir)] if tasks_dir else []
     ctx.echo(f"\n$ {command(args)}")
-    stored, path, new = save_task(build_task(ctx.shards, name, split=split, kind=sc.kind, max_clips=sc.max_clips),
+    stored, path, new = save_task(build_task(ctx.shards, name, split=split, kind=sc.kind, max_clips=sc.max_clips,
+                                             personalize_frames=sc.personalize_frames),
                                   tasks_dir)
     ctx.echo(f"{'wrote' if new else 'unchanged'} task {stored.ref}: {len(stored.clips)} clips -> {path}")
     return stored
