@@ -494,3 +494,21 @@ def test_os_error_on_the_output_path_is_one_line(tmp_path, capsys):
                "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "File name too long" in err
+
+
+def test_submission_decoding_stops_past_the_task_length(tmp_path):
+    """A 600 s submission video (two frames 600 s apart) for a 75-frame clip: decoding stops at 77 frames
+    (task length + tolerance + 1) instead of producing 15,000, and the clip is wrong_length."""
+    from talkbench.benchmark.submissions import load_submission
+    from talkbench.benchmark.tasks import TaskClip, TaskItem
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    long_gap_mp4(folder / "c1.mp4", seconds=600, size=16)
+    sub = load_submission(str(folder))
+    clip = TaskClip(clip_id="c1", reference_clip="c1", reference_frame=0, reference_source="", audio_clip="c1",
+                    ground_truth="", n_frames=75)
+    item = TaskItem(clip=clip, audio=np.zeros(48_000, np.float32), fps=25.0, sample_rate=16_000)
+    with pytest.raises(ClipError) as e:
+        sub.read(item)
+    assert e.value.kind == "wrong_length" and "(600.0 s)" in e.value.message and "stopped at 77" in e.value.message
