@@ -67,6 +67,18 @@ def register(sub: Any, perf_sub: Any) -> None:
     pt.add_argument("--out-dir", default="reports/perf")
     pt.set_defaults(handler=_perf_training)
 
+    pm = perf_sub.add_parser("mftfg", help="MFTFG diffusion renderer: training samples/s and DDIM sampling frames/s "
+                             "at 25/50 steps, beside a naive baseline (batch 1, fp32, no EMA copy)")
+    pm.add_argument("--size", choices=["small", "tiny"], default="small")
+    pm.add_argument("--train-steps", type=int, default=3)
+    pm.add_argument("--batch-size", type=int, default=2, help="clips per training step")
+    pm.add_argument("--frames", type=int, default=8, help="frames sampled (whole clips of the spec's length)")
+    pm.add_argument("--ddim-steps", type=int, nargs="+", default=[25, 50])
+    pm.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    pm.add_argument("--threads", type=int, default=None)
+    pm.add_argument("--out-dir", default="reports/perf")
+    pm.set_defaults(handler=_perf_mftfg)
+
     from talkbench.models import yi2020_cli
 
     yi2020_cli.register(sub, perf_sub)
@@ -124,6 +136,14 @@ def _perf_loader(args: argparse.Namespace) -> int:
     from talkbench.models.perf import perf_loader
 
     perf_loader(args.shards, args.samples, args.image_size, args.workers, args.out_dir)
+    return 0
+
+
+def _perf_mftfg(args: argparse.Namespace) -> int:
+    from talkbench.models.perf import perf_mftfg
+
+    perf_mftfg(args.size, args.train_steps, args.batch_size, args.frames, tuple(args.ddim_steps), args.device,
+               args.threads, args.out_dir)
     return 0
 
 

@@ -286,3 +286,94 @@ def perf_training(models: list[str], size: str = "small", steps: int = 5, batch_
     path = write_report("training", results, out_dir)
     print(f"-> {path}")
     return results
+
+
+# ---------------------------------------------------------------------------------------------- mftfg
+NAIVE_MFTFG = ("training: one clip per optimizer step (batch 1), fp32, no EMA copy; sampling: one frame per "
+               "sampler call (batch 1), fp32, the raw (not EMA) weights; same model and inputs")
+
+
+def perf_mftfg(size: str = "small", train_steps: int = 3, batch_size: int = 2, frames: int = 8,
+               ddim_steps: tuple[int, ...] = (25, 50), device: str = "cpu", threads: int | None = None,
+               out_dir: str | Path = "reports/perf") -> dict[str, Any]:
+    """The MFTFG renderer: training samples/s and DDIM sampling frames/s at each step count, each beside
+    the naive baseline (NAIVE_MFTFG) measured in the same run."""
+    import contextlib
+
+    import torch
+
+    from talkbench.models.registry import MODELS
+    from talkbench.models.train import load_run_config, train_step
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    spec = MODELS.get("mftfg")
+    sizes = {"small": spec.small, "tiny": spec.tiny}
+    if size not in sizes:
+        raise ValueError(f"size must be one of {sorted(sizes)}")
+    seq = spec.seq_len
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def build(ema: bool) -> tuple[Any, Any, dict, dict, Any]:
+        cfg = load_run_config("mftfg", None, [*sizes[size], f"data.seq_len={seq}",
+                                              *([] if ema else ["model.ema_decay=0"])])
+        model, obj, parts, opts = _setup("mftfg", cfg, dev, channels_last=False)
+        return model, obj, parts, opts, cfg
+
+    def train_rate(ema: bool, b: int) -> float:
+        model, obj, parts, opts, cfg = build(ema)
+        batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), seq, batch_size,
+                                                          cfg.data.window_hops).items()}
+        chunks = [{k: v[i:i + b] for k, v in batch.items()} for i in range(0, batch_size, b)]
+        train_step(obj, parts, parts, opts, chunks[0], contextlib.nullcontext, 0.1)  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(train_steps):
+            for c in chunks:
+                train_step(obj, parts, parts, opts, c, contextlib.nullcontext, 0.1)
+        sync()
+        return train_steps * batch_size / (time.perf_counter() - t0)
+
+    def sample_rate(model: Any, inputs: dict, steps: int, per_frame: bool) -> float:
+        b, t = inputs["windows"].shape[:2]
+        g = torch.Generator(device=dev).manual_seed(0)
+        t0 = time.perf_counter()
+        if per_frame:
+            for i in range(b):
+                for j in range(t):
+                    one = {k: (v[i:i + 1, j:j + 1] if v.ndim >= 3 and k in ("windows", "landmarks", "masked_gt")
+                               else v[i:i + 1]) for k, v in inputs.items()}
+                    model.sample(one, inpaint=False, ddim_steps=steps, use_ema=False, generator=g)
+        else:
+            model.sample(inputs, inpaint=False, ddim_steps=steps, use_ema=True, generator=g)
+        sync()
+        return b * t / (time.perf_counter() - t0)
+
+    out: dict[str, Any] = {"size": size, "device": str(dev), "precision": "fp32", "threads": torch.get_num_threads(),
+                           "batch_size": batch_size, "seq_len": seq, "naive_baseline": NAIVE_MFTFG}
+    out["train_samples_per_s"] = round(train_rate(True, batch_size), 3)
+    out["train_naive_samples_per_s"] = round(train_rate(False, 1), 3)
+    out["train_speedup"] = round(out["train_samples_per_s"] / out["train_naive_samples_per_s"], 2)
+    model, obj, _, _, cfg = build(True)
+    model.eval()
+    clips = max(1, frames // seq)
+    batch = _random_batch(obj.data_spec(), seq, clips, cfg.data.window_hops)
+    from talkbench.models.mftfg import batch_inputs
+
+    inputs = {k: v.to(dev) for k, v in batch_inputs(batch).items()}
+    out["parameters_m"] = round(sum(p.numel() for p in model.net.parameters()) / 1e6, 2)
+    out["sampling"] = []
+    for steps in ddim_steps:
+        fast = sample_rate(model, inputs, steps, per_frame=False)
+        naive = sample_rate(model, inputs, steps, per_frame=True)
+        out["sampling"].append({"ddim_steps": steps, "frames": clips * seq, "frames_per_s": round(fast, 3),
+                                "naive_frames_per_s": round(naive, 3), "speedup": round(fast / naive, 2)})
+    print(f"mftfg {size} {dev}: training {out['train_samples_per_s']} clips/s (naive {out['train_naive_samples_per_s']}, "
+          f"x{out['train_speedup']})")
+    for r in out["sampling"]:
+        print(f"  DDIM {r['ddim_steps']:3d} steps: {r['frames_per_s']} frames/s (naive {r['naive_frames_per_s']}, "
+              f"x{r['speedup']})")
+    path = write_report("mftfg", out, out_dir)
+    print(f"-> {path}")
+    return out

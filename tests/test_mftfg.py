@@ -313,3 +313,15 @@ def test_mftfg_checkpoint_generates_a_video_with_audio_and_scores_as_a_variant(t
     assert sub.name.endswith("[ddim2-by_task]")
     (row,) = evaluate(task, sub, metric_names=["psnr"]).rows
     assert row["status"] == "ok", row
+
+
+def test_perf_mftfg_reports_training_and_sampling_beside_the_naive_baseline(tmp_path):
+    import json
+
+    from talkbench.models.perf import perf_mftfg
+
+    out = perf_mftfg("tiny", train_steps=1, batch_size=2, frames=8, ddim_steps=(2, 3), threads=1, out_dir=tmp_path)
+    assert out["train_samples_per_s"] > 0 and out["train_naive_samples_per_s"] > 0
+    assert [r["ddim_steps"] for r in out["sampling"]] == [2, 3]
+    assert all(r["frames"] == 8 and r["naive_frames_per_s"] > 0 for r in out["sampling"])
+    assert json.loads((tmp_path / "mftfg.json").read_text())["results"]["sampling"][0]["ddim_steps"] == 2
