@@ -25,11 +25,12 @@ def register(sub: Any, perf_sub: Any) -> None:
     m.add_argument("--shards", required=True, help="prepared shards folder (talkbench prepare --output)")
     m.add_argument("--name", required=True, help="task name (letters, digits, _ - .)")
     m.add_argument("--split", default="test")
-    m.add_argument("--kind", choices=["paired", "unpaired", "personalized"], default="paired",
+    m.add_argument("--kind", choices=["paired", "unpaired", "personalized", "dubbing"], default="paired",
                    help="paired: each clip's own audio (full-reference metrics); unpaired: another clip's "
                    "audio drives the face (no-reference metrics only); personalized: each clip's first "
                    "--personalize-frames frames are handed to the adapter's personalize(frames, audio), the "
-                   "rest is generated and scored")
+                   "rest is generated and scored; dubbing: the adapter's dub(masked_frames, masks, audio, fps) gets "
+                   "the clip with its lower face masked and returns full frames (only the mask is scored)")
     m.add_argument("--personalize-frames", type=int, default=None, metavar="N",
                    help="personalized tasks: fine-tuning frames per clip (published: 300); clips need N + 25 frames")
     m.add_argument("--max-clips", type=int, default=None, help="first N usable clips by clip id")

@@ -110,8 +110,17 @@ def _inputs(task: TaskManifest, pre: Preprocessor) -> Iterator[ItemInputs]:
             if item.clip.personalize_frames:  # fine-tuning frames, then the target part is the ground truth
                 personal, gt_frames = source[: item.clip.personalize_frames], source[item.clip.personalize_frames :]
             gt = _constant(gt_frames)
+        dub_frames = dub_mask = None
+        if task.kind == "dubbing":  # the target's frames with the lower face masked (benchmark/dubbing.py)
+            from talkbench.benchmark.dubbing import lower_face_masks, masked_frames
+
+            try:
+                dub_mask = lower_face_masks(source, pre)
+            except ClipError as e:
+                raise TalkbenchError(f"task {task.ref}: clip {item.clip_id}: dubbing mask: {e.message}") from None
+            dub_frames = masked_frames(source, dub_mask)
         yield ItemInputs(item=item, reference_image=source[item.clip.reference_frame], ground_truth=gt,
-                         personal_frames=personal)
+                         personal_frames=personal, dubbing_frames=dub_frames, dubbing_mask=dub_mask)
 
 
 def _constant(frames: np.ndarray) -> Any:
@@ -171,6 +180,14 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
         row.update(error_kind=out.error.kind, error=out.error.message)
         return row
     assert out.frames is not None
+    if out.inputs.dubbing_mask is not None:  # only the masked region is the submission's to score
+        from talkbench.benchmark.dubbing import composite
+
+        try:
+            out.frames = composite(out.frames, out.inputs.ground_truth(), out.inputs.dubbing_mask)
+        except ClipError as e:
+            row.update(error_kind=e.kind, error=e.message)
+            return row
     if keep is not None:
         keep.keep(item.clip_id, out.frames, item.fps, item.audio, item.sample_rate)
     try:

@@ -32,7 +32,7 @@ from talkbench.io import atomic_write, stable_hash
 TASK_FORMAT = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: Ranking metric when make-task is not told otherwise (a value key of a registered metric).
-DEFAULT_PRIMARY = {"paired": "lmd", "unpaired": "av_xcorr_r0", "personalized": "lmd"}
+DEFAULT_PRIMARY = {"paired": "lmd", "unpaired": "av_xcorr_r0", "personalized": "lmd", "dubbing": "lmd"}
 #: a personalised clip needs at least this many target frames after its fine-tuning frames
 MIN_TARGET_FRAMES = 25
 #: Clip statuses of clips.parquet a task takes: partial clips have frames without a face, which would
@@ -59,7 +59,7 @@ class TaskManifest(StrictModel):
     format: int = TASK_FORMAT
     name: str
     version: int = Field(1, ge=1)
-    kind: Literal["paired", "unpaired", "personalized"]
+    kind: Literal["paired", "unpaired", "personalized", "dubbing"]
     split: str
     shards: str  # absolute path of the prepared shards folder
     shards_config_hash: str | None = None  # from the shards' manifest.json, when present
@@ -232,7 +232,7 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
             ref["reference_frame"] = min(ref["reference_frame"], n_ft - 1)  # never a frame of the target part
             clips.append(TaskClip(clip_id=r["clip_id"], audio_clip=r["clip_id"], ground_truth=str(r["source_path"]),
                                   n_frames=int(r["n_frames"]) - n_ft, personalize_frames=n_ft, **ref))
-    elif kind == "paired":
+    elif kind in ("paired", "dubbing"):  # dubbing: the same clips; the evaluator masks the lower face
         for r in rows:
             clips.append(TaskClip(clip_id=r["clip_id"], audio_clip=r["clip_id"], ground_truth=str(r["source_path"]),
                                   n_frames=int(r["n_frames"]), **ref_fields(r)))
@@ -249,10 +249,17 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
                    "max_clips": max_clips, "in_split": int(len(in_split)), "usable": n_usable,
                    "pairing": "next clip by another speaker" if kind == "unpaired" else "same clip",
                    **({"personalize_frames": personalize_frames, "too_short": too_short}
-                      if kind == "personalized" else {})},
+                      if kind == "personalized" else {}),
+                   **({"dubbing_mask": _dubbing_mask_spec()} if kind == "dubbing" else {})},
         clips=clips,
     )
     return task
+
+
+def _dubbing_mask_spec() -> dict[str, Any]:
+    from talkbench.benchmark.dubbing import MASK_SPEC
+
+    return dict(MASK_SPEC)
 
 
 def save_task(task: TaskManifest, root: str | Path | None = None) -> tuple[TaskManifest, Path, bool]:

@@ -61,6 +61,10 @@ class GenerationInputs:
     pipeline_config: dict[str, Any]  # the training shards' landmarks/align/audio_features sections
     options: Any  # the spec's generate_options instance (or None)
     device: str = "cpu"
+    #: dubbing tasks: the target's aligned crops (T, S, S, 3) uint8 with the lower face zeroed, and the
+    #: (T, S, S) bool lower-face masks in crop pixels; None on one-shot tasks
+    target_frames: np.ndarray | None = None
+    target_lower: np.ndarray | None = None
 
 
 class GenerateFn(Protocol):
@@ -160,6 +164,56 @@ class CheckpointGenerator:
             raise ValueError(f"{self.meta['talkbench_model']} generate returned {frames.shape} {frames.dtype}; "
                              f"expected ({n}, S, S, 3) uint8")
         return frames
+
+    def dub(self, masked_frames: np.ndarray, masks: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> np.ndarray:
+        """Dubbing tasks (benchmark/dubbing.py): fill the masked lower face of the target frames."""
+        return dub_with(self, masked_frames, masks, audio_16k, fps)
+
+
+def _nearest_valid(mats: np.ndarray, found: np.ndarray) -> np.ndarray:
+    idx = np.flatnonzero(found)
+    nearest = idx[np.abs(np.arange(len(found))[:, None] - idx[None]).argmin(axis=1)]
+    return mats[nearest]
+
+
+def dub_with(gen: CheckpointGenerator, masked_frames: np.ndarray, masks: np.ndarray, audio_16k: np.ndarray,
+             fps: float = FPS) -> np.ndarray:
+    """Dubbing with any talkbench generator: align the masked target frames, let the model fill its crops
+    (``inputs.target_frames``/``target_lower``; a one-shot model ignores them and draws the whole face),
+    warp the crops back and keep them only inside the masks. Returns full frames (T, H, W, 3) uint8."""
+    import cv2
+
+    from talkbench.pipelines.face import process_frames
+    from talkbench.pipelines.stages.align import AlignConfig
+    from talkbench.pipelines.stages.landmarks import LandmarksConfig
+
+    if gen.model is None:
+        gen.setup()
+    frames, masks = np.asarray(masked_frames), np.asarray(masks, bool)
+    if frames.ndim != 4 or masks.shape != frames.shape[:3]:
+        raise ValueError(f"dub needs (T, H, W, 3) frames and (T, H, W) masks, got {frames.shape} / {masks.shape}")
+    n, h, w = frames.shape[:3]
+    align = AlignConfig.model_validate(gen.pipeline_cfg.get("align", {}))
+    out = process_frames(frames, fps, LandmarksConfig.model_validate(gen.pipeline_cfg.get("landmarks", {})), align)
+    found = np.asarray(out["face_found"], bool)
+    if not found.any():
+        raise ValueError("no face found in the masked target frames")
+    size = gen.image_size or align.crop_size
+    mats = _nearest_valid(np.asarray(out["align_matrix"], np.float64), found) * (size / align.crop_size)
+    crops = np.stack([cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_AREA) for f, m in zip(frames, mats, strict=True)])
+    lower = np.stack([cv2.warpAffine(k.astype(np.uint8) * 255, m, (size, size)) > 127
+                      for k, m in zip(masks, mats, strict=True)])
+    inputs = GenerationInputs(identity=crops[:1], audio=np.asarray(audio_16k, np.float32).reshape(-1), n_frames=n,
+                              fps=fps, pipeline_config=gen.pipeline_cfg, options=gen.options, device=gen.device,
+                              target_frames=crops, target_lower=lower)
+    gen_crops = np.asarray(gen.spec.generate(gen.model, inputs))
+    if gen_crops.shape != (n, size, size, 3):
+        raise ValueError(f"generate returned {gen_crops.shape}; expected ({n}, {size}, {size}, 3)")
+    result = frames.copy()
+    for i in range(n):
+        back = cv2.warpAffine(gen_crops[i], cv2.invertAffineTransform(mats[i]), (w, h), flags=cv2.INTER_LINEAR)
+        result[i][masks[i]] = back[masks[i]]
+    return result
 
 
 def generate_video(checkpoint: str | Path, reference: str | Path, audio_path: str | Path, out: str | Path,

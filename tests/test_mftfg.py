@@ -314,6 +314,53 @@ def test_mftfg_checkpoint_generates_a_video_with_audio_and_scores_as_a_variant(t
     (row,) = evaluate(task, sub, metric_names=["psnr"]).rows
     assert row["status"] == "ok", row
 
+    # dubbing: the lower face is masked for the adapter (mask recorded in the manifest) and only it is scored
+    dub = build_task(root, "mftfg-dub", split="train", kind="dubbing", max_clips=1)
+    assert dub.selection["dubbing_mask"]["points_68"] == [*range(2, 15), 33]
+    scores = {}
+    for spec in ("builtin:ground-truth", "builtin:masked-input", "builtin:static-frame",
+                 f"checkpoint:{ckpt}?ddim_steps=2&progress=false"):
+        (r,) = evaluate(dub, load_submission(spec), metric_names=["psnr"]).rows
+        assert r["status"] == "ok", (spec, r)
+        scores[spec.split("?")[0]] = r["psnr"]
+    ckpt_psnr = scores[f"checkpoint:{ckpt}"]
+    assert scores["builtin:ground-truth"] > max(v for k, v in scores.items() if k != "builtin:ground-truth")
+    assert np.isfinite(ckpt_psnr) and scores["builtin:masked-input"] < scores["builtin:ground-truth"]
+
+
+@pytest.mark.slow
+def test_dubbing_masks_cover_the_lower_face_of_a_real_frame(fixtures_dir):
+    from conftest import GRID
+
+    from talkbench.benchmark.dubbing import composite, lower_face_masks, masked_frames
+    from talkbench.benchmark.tasks import TaskManifest
+    from talkbench.media import read_av
+    from talkbench.pipelines.face import process_frames
+
+    frames = read_av(GRID / "lbax4n.mpg", fps=25).frames[:3]
+
+    class Pre:  # the evaluator's Preprocessor surface the mask needs, with the default face settings
+        fps = 25.0
+        cfg = __import__("talkbench.pipelines.config", fromlist=["PipelineConfig"]).PipelineConfig()
+
+        def _tracker_for_run(self):
+            return None
+
+    masks = lower_face_masks(frames, Pre())
+    lm = process_frames(frames, 25.0)["landmarks"]
+    nose_y, chin_y = lm[:, 1, 1], lm[:, 152, 1]  # MediaPipe nose tip, chin
+    ys = np.nonzero(masks[0])[0]
+    assert 0.005 < masks.mean() < 0.2
+    assert ys.min() >= nose_y[0] - 3 and ys.max() <= chin_y[0] + 3  # between the nose tip and the chin
+    mouth = lm[0, 13, :2].round().astype(int)  # inner upper lip: inside the mask
+    assert masks[0, mouth[1], mouth[0]]
+    m = masked_frames(frames, masks)
+    assert (m[masks] == 0).all() and np.array_equal(m[~masks], frames[~masks])
+    noise = np.random.default_rng(0).integers(0, 255, frames.shape, dtype=np.uint8)
+    c = composite(noise, frames, masks)
+    assert np.array_equal(c[~masks], frames[~masks]) and np.array_equal(c[masks], noise[masks])
+    assert "dubbing" in TaskManifest.model_fields["kind"].annotation.__args__
+
 
 def test_perf_mftfg_reports_training_and_sampling_beside_the_naive_baseline(tmp_path):
     import json

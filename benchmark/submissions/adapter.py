@@ -85,4 +85,7 @@ class AdapterSubmission(Submission):
             fn(inp.personal_frames, inp.item.personal_audio)
 
     def generate_one(self, inp: ItemInputs) -> Any:
+        dub = getattr(self.obj, "dub", None)
+        if inp.dubbing_frames is not None and callable(dub):  # dubbing task, a model that inpaints
+            return dub(inp.dubbing_frames, inp.dubbing_mask, inp.item.audio, inp.item.fps)
         return self.obj.generate(inp.reference_image, inp.item.audio, inp.item.fps)

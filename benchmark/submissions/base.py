@@ -84,6 +84,9 @@ class ItemInputs:
     ground_truth: Callable[[], np.ndarray] | None  # lazily decoded GT frames (paired tasks)
     #: personalised tasks: the clip's fine-tuning frames (their audio is ``item.personal_audio``)
     personal_frames: np.ndarray | None = None
+    #: dubbing tasks: the target frames with the lower face zeroed, and the (T, H, W) bool masks
+    dubbing_frames: np.ndarray | None = None
+    dubbing_mask: np.ndarray | None = None
 
 
 @dataclass

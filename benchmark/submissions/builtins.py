@@ -59,6 +59,18 @@ class Shifted:
         return gt[idx]
 
 
+@BUILTINS.register("masked-input")
+class MaskedInput:
+    """Dubbing tasks: the adapter's input returned as is (the lower face left black): the floor."""
+
+    version = "1"
+
+    def generate_item(self, inp: ItemInputs) -> np.ndarray:
+        if inp.dubbing_frames is None:
+            raise TalkbenchError("builtin:masked-input needs a dubbing task")
+        return inp.dubbing_frames
+
+
 class BuiltinSubmission(AdapterSubmission):
     def generate_one(self, inp: ItemInputs) -> Any:
         return self.obj.generate_item(inp)
