@@ -36,6 +36,7 @@ from talkbench.models.au_attention import AUAttention, AUAttentionConfig
 from talkbench.models.audio_to_au import AudioToAU, AudioToAUConfig
 from talkbench.models.data import DataSpec
 from talkbench.models.diffusion import DiffusionConfig, GaussianDiffusion
+from talkbench.models.face_autoencoder import FaceAutoencoder, FaceAutoencoderConfig
 from talkbench.models.face_regions import UPPER_FACE_68
 from talkbench.models.layers import MfccCNN, to_image
 from talkbench.models.objective import Objective, frame_grid, load_frozen_helper, masked_l1, psnr
@@ -57,6 +58,8 @@ class RendererConfig(StrictModel):
     unet: UNetConfig = Field(default_factory=UNetConfig)
     latent_channels: int = Field(3, ge=1, description="must match the face autoencoder (latent space)")
     latent_factor: int = Field(4, ge=1, description="the face autoencoder's downsampling factor")
+    autoencoder: FaceAutoencoderConfig | None = Field(
+        None, description="the face autoencoder's config (set from loss.autoencoder_checkpoint when training)")
     precondition: bool = Field(
         True, description="ε̂ = √(1−ᾱ)·x_t + √ᾱ·UNet(...): the UNet only learns what a unit-Gaussian prior cannot "
                           "explain (talkbench; false = the authors' raw ε-UNet). The loss is plain ε-MSE either way")
@@ -231,9 +234,7 @@ class MFTFG(nn.Module):
             self.au_attention.requires_grad_(False)
         self.autoencoder = None
         if cfg.renderer.space == "latent":
-            from talkbench.models.face_autoencoder import FaceAutoencoder, FaceAutoencoderConfig
-
-            self.autoencoder = FaceAutoencoder(FaceAutoencoderConfig(
+            self.autoencoder = FaceAutoencoder(cfg.renderer.autoencoder or FaceAutoencoderConfig(
                 image_size=cfg.image_size, latent_channels=cfg.renderer.latent_channels,
                 downsamples=cfg.renderer.latent_factor.bit_length() - 1)).requires_grad_(False)
         self.diffusion = GaussianDiffusion(cfg.diffusion)
@@ -354,6 +355,17 @@ class MFTFG(nn.Module):
         return frames
 
 
+def adopt_helper(path: str, expect: str, image_size: int) -> nn.Module:
+    """A trained helper checkpoint (au_attention, face_autoencoder), frozen, taken over whole with its own
+    config (so a recipe's helper sizes need not be repeated in the mftfg config)."""
+    from talkbench.models.checkpoint import load_model
+
+    helper, _ = load_model(path, expect=expect)
+    if helper.cfg.image_size != image_size:
+        raise ConfigError(f"{path}: trained at {helper.cfg.image_size} px, mftfg runs at {image_size} px")
+    return helper.requires_grad_(False).eval()
+
+
 # ---------------------------------------------------------------------------- MFTFG
 class MFTFGLossConfig(StrictModel):
     audio_au: float = Field(1.0, ge=0.0, description="Audio-to-AU intensity L1 (when it trains jointly)")
@@ -400,9 +412,18 @@ class MFTFGObjective(Objective):
         if self.model is not model:  # first call: put the trained helpers in place, frozen
             c = self.loss_cfg
             if model.au_attention is not None and c.au_attention_checkpoint:
-                load_frozen_helper(model.au_attention, c.au_attention_checkpoint, "au_attention")
+                helper = adopt_helper(c.au_attention_checkpoint, "au_attention", model.cfg.image_size)
+                model.cfg.au_attention = helper.cfg  # the checkpoint rebuilds it with the trained config
+                model.au_attention = helper
             if model.autoencoder is not None and c.autoencoder_checkpoint:
-                load_frozen_helper(model.autoencoder, c.autoencoder_checkpoint, "face_autoencoder")
+                helper = adopt_helper(c.autoencoder_checkpoint, "face_autoencoder", model.cfg.image_size)
+                model.cfg.renderer.autoencoder = helper.cfg
+                if (helper.cfg.latent_channels, 2 ** helper.cfg.downsamples) != (
+                        model.cfg.renderer.latent_channels, model.cfg.renderer.latent_factor):
+                    raise ConfigError(f"{c.autoencoder_checkpoint}: latents have {helper.cfg.latent_channels} "
+                                      f"channels at f{2 ** helper.cfg.downsamples}; set model.renderer.latent_channels "
+                                      "and latent_factor to match")
+                model.autoencoder = helper
             if model.net.audio_to_au is not None and c.audio_to_au_checkpoint:
                 load_frozen_helper(model.net.audio_to_au, c.audio_to_au_checkpoint, "audio_to_au")
             if model.ema is not None:

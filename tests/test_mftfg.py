@@ -372,3 +372,32 @@ def test_perf_mftfg_reports_training_and_sampling_beside_the_naive_baseline(tmp_
     assert [r["ddim_steps"] for r in out["sampling"]] == [2, 3]
     assert all(r["frames"] == 8 and r["naive_frames_per_s"] > 0 for r in out["sampling"])
     assert json.loads((tmp_path / "mftfg.json").read_text())["results"]["sampling"][0]["ddim_steps"] == 2
+
+
+@pytest.mark.slow
+def test_au_attention_and_latent_renderer_chain(shards, tmp_path):
+    """The full chain: au_attention and face_autoencoder trained, then mftfg with both frozen inside it
+    (AU-attention mask, latent space); the helpers' configs travel in the mftfg checkpoint."""
+    from talkbench.models.checkpoint import load_model
+    from talkbench.models.train import train
+
+    def run(name: str, *extra: str):
+        cfg = load_run_config(name, None, [*tiny_overrides(name, tmp_path / name, steps=1, batch_size=2), *extra],
+                              shards=str(shards))
+        return train(name, cfg).checkpoint
+
+    att = run("au_attention")
+    ae = run("face_autoencoder", "model.base_channels=16")  # differs from mftfg's default: adopted as trained
+    ckpt = run("mftfg", "model.attention_mask=au", "model.renderer.space=latent", f"loss.au_attention_checkpoint={att}",
+               f"loss.autoencoder_checkpoint={ae}")
+    model, _ = load_model(ckpt)
+    assert model.cfg.renderer.autoencoder.base_channels == 16 and model.autoencoder is not None
+    trained_ae, _ = load_model(ae)
+    assert torch.equal(model.autoencoder.decoder[-1].weight, trained_ae.decoder[-1].weight)
+    trained_att, _ = load_model(att)
+    assert torch.equal(model.au_attention.attention.weight, trained_att.attention.weight)
+    gt = torch.rand(1, 2, 3, 32, 32) * 2 - 1
+    keep = torch.ones(1, 2, 1, 32, 32)
+    keep[..., 20:, 8:24] = 0
+    out = model.sample(fake_inputs(b=1, t=2), inpaint=True, ddim_steps=2, gt=gt, keep=keep)
+    assert torch.equal(out[keep.expand_as(gt).bool()], gt[keep.expand_as(gt).bool()])
