@@ -111,9 +111,9 @@ class CheckpointGenerator:
     @property
     def variant(self) -> str | None:
         """The sampling variant a generator records with its results (e.g. mftfg's ``ddim50-full_face``):
-        its spec's ``extra["variant"](options)``; None for one-pass generators."""
+        its spec's ``extra["variant"](options, model_config)``; None for one-pass generators."""
         fn = self.spec.extra.get("variant")
-        return fn(self.options) if fn is not None else None
+        return fn(self.options, json.loads(self.meta.get("model_config", "{}"))) if fn is not None else None
 
     def setup(self) -> None:
         from talkbench.models.checkpoint import load_model

@@ -479,7 +479,8 @@ class MFTFGObjective(Objective):
 class MFTFGGenerateOptions(StrictModel):
     """Sampling variant of a submission (recorded with its results: PSNR/SSIM differ between them)."""
 
-    ddim_steps: int = Field(50, ge=1, description="25 fast, 50 default, 200 the authors'")
+    ddim_steps: int | None = Field(None, ge=1, description="25 fast, 50 default, 200 the authors'; "
+                                   "None: the checkpoint's model.diffusion.ddim_steps")
     inpaint: bool | None = Field(None, description="None: from the task (dubbing -> true, one-shot -> false)")
     clip_frames: int = Field(50, ge=1, description="frames per sampled window (the authors': 50)")
     batch_clips: int = Field(4, ge=1, description="windows sampled together (memory bound)")
@@ -487,12 +488,16 @@ class MFTFGGenerateOptions(StrictModel):
     progress: bool = True
 
 
-def variant_name(options: MFTFGGenerateOptions | None) -> str:
-    """The submission variant recorded on the leaderboard: ``ddim50-inpaint`` / ``ddim25-full_face``
-    (``-by_task`` when the task kind decides: inpaint on a dubbing task, full face otherwise)."""
+def variant_name(options: MFTFGGenerateOptions | None, model_config: dict | None = None) -> str:
+    """The submission variant recorded on the leaderboard: ``ddim50-inpaint`` / ``ddim25-full_face``, or
+    ``-by_task`` (inpaint on a dubbing task, full face on a one-shot task: ``sampling.inpaint`` true)."""
     options = options or MFTFGGenerateOptions()
-    mode = {True: "inpaint", False: "full_face", None: "by_task"}[options.inpaint]
-    return f"ddim{options.ddim_steps}-{mode}"
+    inpaint = options.inpaint
+    if inpaint is None and model_config is not None and not model_config.get("sampling", {}).get("inpaint", True):
+        inpaint = False
+    mode = {True: "inpaint", False: "full_face", None: "by_task"}[inpaint]
+    steps = options.ddim_steps or (model_config or {}).get("diffusion", {}).get("ddim_steps", 50)
+    return f"ddim{steps}-{mode}"
 
 
 def _windows(model: MFTFG, inputs) -> np.ndarray:
@@ -518,7 +523,7 @@ def generate(model: MFTFG, inputs) -> np.ndarray:
     opts = inputs.options or MFTFGGenerateOptions()
     s, n = model.cfg.image_size, inputs.n_frames
     target = getattr(inputs, "target_frames", None)
-    inpaint = (target is not None) if opts.inpaint is None else opts.inpaint
+    inpaint = (target is not None and model.cfg.sampling.inpaint) if opts.inpaint is None else opts.inpaint
     if inpaint and target is None:
         raise ValueError("inpaint=true needs the target video's frames (a dubbing task); a one-shot task has none")
     if model.cfg.fusion.attention_axis == "channel" and opts.clip_frames != model.cfg.fusion.trained_length:
