@@ -44,7 +44,12 @@ def experiment_name(task_name: str, version: int) -> str:
 
 
 def run_key(task: TaskManifest, submission: Submission) -> str:
-    return hashlib.sha256(f"{task.hash}:{submission.identity_hash}".encode()).hexdigest()[:32]
+    return run_key_of(task.hash, submission.identity_hash)
+
+
+def run_key_of(task_hash: str, submission_hash: str) -> str:
+    """The run key from the two hashes (a run record carries both)."""
+    return hashlib.sha256(f"{task_hash}:{submission_hash}".encode()).hexdigest()[:32]
 
 
 def use_tracking(uri: str | None) -> str:
@@ -164,7 +169,7 @@ def log_folder(folder: str | Path, rerun: bool = False, supersedes: list[str] | 
     if not path.is_file():
         raise TalkbenchError(f"{folder}: no {RECORD_ARTIFACT} (not a run folder written by `bench run`)")
     record = RunRecord.from_json(path.read_bytes(), source=str(path))
-    key = hashlib.sha256(f"{record.task.hash}:{record.submission.hash}".encode()).hexdigest()[:32]
+    key = run_key_of(record.task.hash, record.submission.hash)
     later = f"; the results are safe in {folder}: log them later with `talkbench bench log {folder}`"
     try:
         exp_id = _experiment(record.task)
