@@ -49,6 +49,29 @@ def test_bad_recipes_are_clear_errors(tmp_path, bad, message):
         load_recipe(path)
 
 
+def test_ablation_table_gives_each_variant_its_change_against_the_full_model():
+    from types import SimpleNamespace
+
+    from talkbench.app.recipes import ablation_table
+
+    def entry(name, psnr, lmd, ok=2):
+        vals = {"psnr": psnr, "lmd": lmd}
+        return SimpleNamespace(submission=name, n_ok=ok, n_clips=2,
+                               value=lambda k: (vals.get(k, float("nan")), float("nan"), float("nan")))
+
+    board = SimpleNamespace(task="t@1", primary="lmd", keys=["lmd", "psnr"],
+                            directions={"lmd": "lower", "psnr": "higher"},
+                            entries=[entry("g (tiny)", 30.0, 2.0), entry("g-nod (tiny)", 28.5, 2.5),
+                                     entry("g-noa (tiny)", float("nan"), 3.0, ok=1)])
+    text = ablation_table(board, {"g": "g (tiny)"}, {"g-nod (tiny)": ("g", "nod", "no disc"),
+                                                     "g-noa (tiny)": ("g", "noa", "no AU")})
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| variant | clips ok | lmd ↓ | psnr ↑ |"
+    assert rows[1] == "| **g (tiny)** (full) | 2/2 | 2 | 30 |"
+    assert rows[2] == "| nod: no disc | 2/2 | 2.5 (Δ +0.5) | 28.5 (Δ -1.5) |"
+    assert rows[3] == "| noa: no AU | 1/2 | 3 (Δ +1) | — |"
+
+
 @pytest.fixture
 def shards(tmp_path: Path) -> Path:
     """Synthetic shards (train + one val clip) whose clips point at a real GRID video for the benchmark."""

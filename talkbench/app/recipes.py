@@ -325,14 +325,12 @@ def score(ctx: RecipeContext, plans: list[StepPlan], task: Any, tasks_dir: Path 
     return names
 
 
-def ablation_table(task: str, full: dict[str, str], variants: dict[str, tuple[str, str, str]]) -> str:
+def ablation_table(board: Any, full: dict[str, str], variants: dict[str, tuple[str, str, str]]) -> str:
     """Markdown: each scored step, then its variants, with the value and the change against the full model.
 
-    ``full``: step -> leaderboard name; ``variants``: leaderboard name -> (step, variant, description).
+    ``board``: the task's leaderboard data (``benchmark.board.load_board``); ``full``: step -> leaderboard
+    name; ``variants``: leaderboard name -> (step, variant, description).
     """
-    from talkbench.benchmark.board import load_board
-
-    board = load_board(task)
     by_name = {e.submission: e for e in board.entries}
     keys = board.keys
     lines = [f"# Ablations on {board.task}", "",
@@ -404,10 +402,11 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
         full = {p.name: names[p.name] for p in plans if p.score and p.variant is None}
         variants = {names[p.name]: (p.base, p.variant, recipe.ablations[p.variant].description)
                     for p in plans if p.variant}
+        from talkbench.benchmark.board import load_board
         from talkbench.io import atomic_write
 
         boards["ablations"] = atomic_write(Path(leaderboard_dir) / f"{the_task.name}-ablations.md",
-                                           ablation_table(the_task.name, full, variants))
+                                           ablation_table(load_board(the_task.name), full, variants))
     return RecipeResult(task=the_task.ref, checkpoints=dict(ctx.checkpoints), leaderboards=boards)
 
 
