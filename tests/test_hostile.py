@@ -512,3 +512,19 @@ def test_submission_decoding_stops_past_the_task_length(tmp_path):
     with pytest.raises(ClipError) as e:
         sub.read(item)
     assert e.value.kind == "wrong_length" and "(600.0 s)" in e.value.message and "stopped at 77" in e.value.message
+
+
+@pytest.mark.parametrize(("frames", "kind"), [
+    (np.full((5, 8, 8, 3), np.nan, np.float32), "nan_frames"),
+    (np.full((5, 8, 8, 3), np.inf, np.float32), "nan_frames"),
+    ([np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)], "bad_output"),  # ragged
+    (np.zeros((5, 8, 8), np.uint8), "bad_output"),
+    ("not frames", "bad_output"),
+])
+def test_hostile_adapter_output_is_a_per_clip_error(frames, kind):
+    """(held before issue 11) NaN, inf, ragged and shapeless adapter output: a per-clip error kind."""
+    from talkbench.benchmark.submissions import check_frames
+
+    with pytest.raises(ClipError) as e:
+        check_frames(frames, 5, tolerance=1)
+    assert e.value.kind == kind
