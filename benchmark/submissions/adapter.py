@@ -10,14 +10,16 @@ from talkbench.benchmark.submissions.base import META_KEYS, ClipOutput, ItemInpu
 from talkbench.benchmark.tasks import TaskManifest
 from talkbench.errors import ClipError, TalkbenchError
 
+#: the methods an adapter defines (at least one); ``module:Class`` targets are checked for them statically
+ADAPTER_METHODS = ("generate", "generate_batch", "generate_item")
+
 
 class AdapterSubmission(Submission):
     """Runs a generator object over the task: ``generate(reference_image, audio_16k, fps) -> frames``."""
 
     def __init__(self, obj: Any, spec: str, name: str | None, identity: dict[str, Any],
                  length_tolerance: int = 1):
-        methods = ("generate", "generate_batch", "generate_item")
-        if not any(callable(getattr(obj, m, None)) for m in methods):
+        if not any(callable(getattr(obj, m, None)) for m in ADAPTER_METHODS):
             raise TalkbenchError(f"submission {spec!r}: {type(obj).__name__} has no generate() method")
         self.obj = obj
         self.length_tolerance = length_tolerance

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from talkbench.benchmark.submissions.adapter import AdapterSubmission
+from talkbench.benchmark.submissions.adapter import ADAPTER_METHODS, AdapterSubmission
 from talkbench.benchmark.submissions.base import Submission, check_display_name, file_sha256
 from talkbench.benchmark.submissions.builtins import BUILTINS, BuiltinSubmission
 from talkbench.benchmark.submissions.folder import FolderSubmission
@@ -147,10 +147,6 @@ def _builtin_submission(s: Spec) -> Submission:
     canonical = _canonical("builtin", s.target, {**defaults, **s.options})
     identity = {"kind": "builtin", "spec": canonical, "version": cls.version}
     return BuiltinSubmission(obj, canonical, s.name or canonical, identity, s.length_tolerance)
-
-
-#: the methods an adapter class must define (one of them)
-ADAPTER_METHODS = ("generate", "generate_batch", "generate_item")
 
 
 @SUBMISSION_KINDS.register("module")
