@@ -29,9 +29,7 @@ from typing import Any
 import numpy as np
 
 from talkbench.errors import TalkbenchError
-from talkbench.pipelines.face import (
-    RIGID_POINTS,  # the points the pose stage fits: nose, eye corners, forehead
-)
+from talkbench.facemesh import RIGID_POINTS  # the points the pose stage fits: nose, eye corners, forehead
 
 N_VERTICES = 468  # the mesh without the 10 iris points
 TARGET_DIM_POSE = 6

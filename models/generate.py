@@ -130,15 +130,14 @@ class CheckpointGenerator:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"reference_image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         if self.align:
-            from talkbench.pipelines.face import process_frames
-            from talkbench.pipelines.stages.align import AlignConfig
-            from talkbench.pipelines.stages.landmarks import LandmarksConfig
+            from talkbench.pipelines.face import FaceProcessor, FaceSettings
 
-            out = process_frames(image[None], FPS, LandmarksConfig.model_validate(self.pipeline_cfg.get("landmarks", {})),
-                                 AlignConfig.model_validate(self.pipeline_cfg.get("align", {})))
-            if not out["face_found"][0]:
+            settings = FaceSettings.model_validate({k: self.pipeline_cfg.get(k, {}) for k in ("landmarks", "align")})
+            with FaceProcessor(settings, FPS) as face:
+                track = face.process(image[None], aus=False)
+            if not track.face_found[0]:
                 raise ValueError("no face found in the reference image")
-            image = out["face_crop"][0]
+            image = track.face_crop[0]
         size = self.image_size
         if size and image.shape[:2] != (size, size):
             import cv2

@@ -12,14 +12,12 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from talkbench.config import StrictModel
-from talkbench.pipelines.stages.align import AlignConfig
-from talkbench.pipelines.stages.au import AUConfig
+from talkbench.pipelines.au.base import AUConfig
+from talkbench.pipelines.face.config import AlignConfig, LandmarksConfig, PoseConfig
 from talkbench.pipelines.stages.audio_features import AudioFeaturesConfig
 from talkbench.pipelines.stages.decode import DecodeConfig
 from talkbench.pipelines.stages.encode import EncodeConfig
 from talkbench.pipelines.stages.head import HeadConfig
-from talkbench.pipelines.stages.landmarks import LandmarksConfig
-from talkbench.pipelines.stages.pose import PoseConfig
 from talkbench.pipelines.stages.quality import QualityConfig
 
 DEFAULT_STAGES = ["decode", "landmarks", "align", "head", "pose", "au", "audio_features", "quality", "encode"]

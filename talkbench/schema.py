@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from talkbench.facemesh import N_LANDMARKS  # MediaPipe face mesh with iris refinement
+
 SCHEMA_VERSION = "1.2"  # 1.1: head, head_matrix (seed 001); 1.2: source_path_raw (hardening)
 
 #: The speech-related AUs of the method (GUIDE §1) and the extra mouth/eye AUs we also estimate.
@@ -22,7 +24,6 @@ SPEECH_AUS: tuple[str, ...] = ("AU10", "AU14", "AU20", "AU25", "AU26")
 EXTRA_AUS: tuple[str, ...] = ("AU12", "AU15", "AU17", "AU23", "AU45")
 ALL_AUS: tuple[str, ...] = SPEECH_AUS + EXTRA_AUS
 
-N_LANDMARKS = 478  # MediaPipe face mesh with iris refinement
 MFCC_DIM = 12  # c0 dropped (GUIDE §1)
 MEL_BINS = 80
 HOPS_PER_FRAME = 4  # 10 ms audio hops per 40 ms video frame at 25 fps

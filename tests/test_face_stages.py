@@ -16,6 +16,7 @@ import pytest
 from conftest import GRID_CLIPS, OPENFACE, WILD
 from PIL import Image
 
+from talkbench import facemesh
 from talkbench.errors import ClipError
 from talkbench.media import read_av
 from talkbench.pipelines import face
@@ -228,7 +229,7 @@ def test_crops_have_the_configured_size_and_the_face_is_centred(grid_results):
         assert r["face_crop"].shape == (75, 128, 128, 3) and r["face_crop"].dtype == np.uint8
         assert r["mouth_crop"].shape == (75, 64, 64, 3)
         assert r["align_matrix"].shape == (75, 2, 3)
-        anchors = face._anchor_points(r["landmarks_crop"])
+        anchors = face.align._anchor_points(r["landmarks_crop"])
         err = np.linalg.norm(anchors - tpl, axis=-1)
         assert err[:, :2].max() < 0.04 * cfg.crop_size, (stem, err.max())  # eyes on the template
         lc = r["landmarks_crop"]
@@ -244,7 +245,7 @@ def test_custom_crop_sizes_and_mouth_in_the_mouth_crop(grid_frames, grid_results
     out = face.align_track(frames, r["landmarks"], r["face_found"], cfg, FPS)
     assert out["face_crop"].shape == (75, 96, 96, 3) and out["mouth_crop"].shape == (75, 48, 96, 3)
     mouth_m = face.mouth_matrices(out["align_matrix"].astype(np.float64), r["landmarks"], r["face_found"], cfg, FPS)
-    lips = face.apply_affine(mouth_m, r["landmarks"][:, list(face.MOUTH_POINTS), :2].astype(np.float64))
+    lips = face.apply_affine(mouth_m, r["landmarks"][:, list(facemesh.MOUTH_POINTS), :2].astype(np.float64))
     assert (lips[..., 0] > 0).all() and (lips[..., 0] < 96).all() and (lips[..., 1] > 0).all() and (lips[..., 1] < 48).all()
     np.testing.assert_allclose(lips.mean(1), [[48, 24]] * 75, atol=4)
 

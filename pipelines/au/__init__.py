@@ -1,20 +1,9 @@
-"""AU estimation backends (stage 5), registered lazily by the name used in ``au.backend``.
+"""AU estimation backends (the ``au`` step), registered lazily by the name used in ``au.backend``.
 
-A backend is ``fn(clip, cfg: AUConfig, ctx) -> {"AU25": (T,) float32, ...}`` on OpenFace's 0-5
-scale, NaN on frames it cannot score; AUs it does not give are simply absent from the dict.
+The contract (:class:`AUInputs` in, intensities out), the settings and the registry are in
+:mod:`talkbench.pipelines.au.base`; the backends are :mod:`.geometric` and :mod:`.openface`.
 """
 
-from __future__ import annotations
+from talkbench.pipelines.au.base import AU_BACKENDS, AUBackend, AUConfig, AUInputs, estimate_aus
 
-from collections.abc import Callable
-from typing import Any
-
-import numpy as np
-
-from talkbench.registry import Registry
-
-AUBackend = Callable[[Any, Any, Any], dict[str, np.ndarray]]
-AU_BACKENDS: Registry[AUBackend] = Registry("AU backend")
-
-AU_BACKENDS.register("geometric", lazy="talkbench.pipelines.au.geometric:geometric_backend")
-AU_BACKENDS.register("openface", lazy="talkbench.pipelines.au.openface:openface_backend")
+__all__ = ["AU_BACKENDS", "AUBackend", "AUConfig", "AUInputs", "estimate_aus"]

@@ -86,10 +86,9 @@ def source_frames(path: Path) -> np.ndarray:
 
 
 def source_landmarks(path: Path, tracker: object) -> tuple[np.ndarray, np.ndarray]:
-    from talkbench.pipelines import face
-    from talkbench.pipelines.stages.landmarks import LandmarksConfig
+    from talkbench.pipelines.face import LandmarksConfig, detect_landmarks
 
-    track = face.detect_landmarks(source_frames(path), tracker, LandmarksConfig().max_gap_frames)
+    track = detect_landmarks(source_frames(path), tracker, LandmarksConfig().max_gap_frames)
     return track.landmarks, track.face_found
 
 
@@ -105,8 +104,7 @@ def fixture_pairs(fixtures: Path) -> list[tuple[Path, Path]]:
 
 def load_samples(pairs: list[tuple[Path, Path]], features: list[str] | None = None) -> list[ClipSample]:
     """Landmarks -> features on every source frame, paired with the OpenFace rows of those frames."""
-    from talkbench.pipelines.face import FaceMeshTracker
-    from talkbench.pipelines.stages.landmarks import LandmarksConfig
+    from talkbench.pipelines.face import FaceMeshTracker, LandmarksConfig
 
     names = features or sorted({f for fs in AU_FEATURES.values() for f in fs})
     samples = []

@@ -6,7 +6,7 @@ stretch, upper-lip raise) are mostly shape changes that 478 MediaPipe points see
 How, per clip:
 
 1. *Frontalise*: every frame's rigid points (nose, eye corners, forehead, temples) are fitted to the
-   clip's own mean shape in head coordinates (:func:`talkbench.pipelines.face.reference_shape`), so
+   clip's own mean shape in head coordinates (:func:`talkbench.pipelines.face.pose.reference_shape`), so
    features are measured in a face-fixed frame (x across the face, y eyes -> mouth, z into the scene)
    whatever the head pose, in units of the inter-pupillary distance (the face scale).
 2. *Features*: a dozen named distances (:data:`FEATURES`), each oriented so that "larger = more of
@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from talkbench import facemesh as fm
 from talkbench.errors import ConfigError
+from talkbench.pipelines.au.base import AUConfig, AUInputs
+from talkbench.pipelines.face.align import smooth_over_time, umeyama
+from talkbench.pipelines.face.pose import reference_shape
 
 if TYPE_CHECKING:
-    from talkbench.pipelines.core import Clip, WorkerContext
-    from talkbench.pipelines.stages.au import AUConfig
+    from talkbench.pipelines.core import WorkerContext
 
 DEFAULT_CALIBRATION = "geometric_calibration.json"
 MAX_INTENSITY = 5.0
@@ -48,25 +51,27 @@ def _gap(a: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
     return np.mean([a[:, lo, 1] - a[:, up, 1] for up, lo in pairs], axis=0)
 
 
-# MediaPipe face-mesh indices: 13/14 inner lip midpoints, 0/17 outer lip midpoints, 61/291 outer and
-# 78/308 inner mouth corners, 152 chin, 159/145 and 386/374 upper/lower eyelids.
-_LATERAL_INNER_LIP = ((82, 87), (312, 317), (81, 178), (311, 402))
+# MediaPipe face-mesh indices (talkbench.facemesh): inner and outer lip midpoints, outer and inner mouth
+# corners, chin, upper/lower eyelids.
+_MID = ((fm.INNER_UPPER_LIP, fm.INNER_LOWER_LIP),)
+_UP_IN, _LO_IN, _UP_OUT, _LO_OUT = fm.INNER_UPPER_LIP, fm.INNER_LOWER_LIP, fm.OUTER_UPPER_LIP, fm.OUTER_LOWER_LIP
+_IN_R, _IN_L = fm.INNER_MOUTH_CORNERS
 
 #: name -> function of frontal shapes (T, 478, 3) (y down, z into the scene) -> (T,); larger = more.
 FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "lip_gap": lambda a: _gap(a, ((13, 14), *_LATERAL_INNER_LIP)),
-    "lip_gap_mid": lambda a: _gap(a, ((13, 14),)),
-    "lip_gap_lateral": lambda a: _gap(a, _LATERAL_INNER_LIP),
-    "jaw_drop": lambda a: _y(a, 152),
-    "lower_lip_drop": lambda a: _y(a, 14),
-    "upper_lip_raise": lambda a: -_y(a, 0),
-    "upper_lip_inner_raise": lambda a: -_y(a, 13),
-    "mouth_width": lambda a: np.abs(a[:, 308, 0] - a[:, 78, 0]),
-    "corner_raise": lambda a: -_y(a, 61, 291),
-    "chin_raise": lambda a: a[:, 17, 1] - a[:, 152, 1],  # lower lip towards the chin
-    "lip_thinning": lambda a: -((a[:, 13, 1] - a[:, 0, 1]) + (a[:, 17, 1] - a[:, 14, 1])),
-    "lip_pucker": lambda a: -(a[:, 0, 2] + a[:, 17, 2]) / 2,  # lips towards the camera
-    "eye_closure": lambda a: -_gap(a, ((159, 145), (386, 374))),
+    "lip_gap": lambda a: _gap(a, (*_MID, *fm.LATERAL_INNER_LIP_PAIRS)),
+    "lip_gap_mid": lambda a: _gap(a, _MID),
+    "lip_gap_lateral": lambda a: _gap(a, fm.LATERAL_INNER_LIP_PAIRS),
+    "jaw_drop": lambda a: _y(a, fm.CHIN),
+    "lower_lip_drop": lambda a: _y(a, _LO_IN),
+    "upper_lip_raise": lambda a: -_y(a, _UP_OUT),
+    "upper_lip_inner_raise": lambda a: -_y(a, _UP_IN),
+    "mouth_width": lambda a: np.abs(a[:, _IN_L, 0] - a[:, _IN_R, 0]),
+    "corner_raise": lambda a: -_y(a, *fm.MOUTH_CORNERS),
+    "chin_raise": lambda a: a[:, _LO_OUT, 1] - a[:, fm.CHIN, 1],  # lower lip towards the chin
+    "lip_thinning": lambda a: -((a[:, _UP_IN, 1] - a[:, _UP_OUT, 1]) + (a[:, _LO_OUT, 1] - a[:, _LO_IN, 1])),
+    "lip_pucker": lambda a: -(a[:, _UP_OUT, 2] + a[:, _LO_OUT, 2]) / 2,  # lips towards the camera
+    "eye_closure": lambda a: -_gap(a, fm.EYELID_PAIRS),
 }
 
 
@@ -129,15 +134,13 @@ class Calibration:
 def frontalise(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(T, 478, 3) landmarks -> the same points in the clip's head frame, in inter-pupillary
     distances; NaN on invalid frames. Rigid-point fit per frame, so yaw/pitch/roll/scale cancel."""
-    from talkbench.pipelines import face
-
     out = np.full(landmarks.shape, np.nan, dtype=np.float64)
     if not valid.any():
         return out
     pts = landmarks[valid].astype(np.float64)
-    ref = face.reference_shape(pts, np.ones(len(pts), bool), interpupillary_cm=1.0)
-    rigid = list(face.RIGID_POINTS)
-    s, rot, t = face.umeyama(ref[rigid], pts[:, rigid])  # ref -> frame; invert it
+    ref = reference_shape(pts, np.ones(len(pts), bool), interpupillary_cm=1.0)
+    rigid = list(fm.RIGID_POINTS)
+    s, rot, t = umeyama(ref[rigid], pts[:, rigid])  # ref -> frame; invert it
     out[valid] = (pts - t[:, None]) @ rot / s[:, None, None]  # R^T (x - t) / s, per frame
     return out
 
@@ -145,8 +148,6 @@ def frontalise(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def clip_features(landmarks: np.ndarray, face_found: np.ndarray, names: list[str], smoothing_sigma: float,
                   baseline_percentile: float) -> dict[str, np.ndarray]:
     """Per-frame features relative to this clip's neutral baseline; NaN where no face."""
-    from talkbench.pipelines.face import smooth_over_time
-
     landmarks, valid = _check_inputs(landmarks, face_found)
     frontal = frontalise(landmarks, valid)
     out = {}
@@ -187,10 +188,9 @@ def _check_inputs(landmarks: np.ndarray, face_found: np.ndarray) -> tuple[np.nda
     return landmarks, valid
 
 
-def geometric_backend(clip: Clip, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
-    """The stage's entry point: needs the landmarks stage's ``landmarks`` and ``face_found``."""
-    ft = clip.frames_table
-    if "landmarks" not in ft or "face_found" not in ft:
+def geometric_backend(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
+    """The backend entry: needs the landmarks step's ``landmarks`` and ``face_found``."""
+    if inputs.landmarks is None or inputs.face_found is None:
         raise RuntimeError("the geometric AU backend needs landmarks (run the landmarks stage first)")
     cal = ctx.resource(f"au_calibration:{cfg.calibration}", lambda: Calibration.load(cfg.calibration))
-    return estimate_aus(ft["landmarks"], ft["face_found"], cal)
+    return estimate_aus(inputs.landmarks, inputs.face_found, cal)

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from talkbench.errors import ClipError, TalkbenchError
+from talkbench.pipelines.au.base import AUConfig, AUInputs
 from talkbench.schema import ALL_AUS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from talkbench.pipelines.core import Clip, WorkerContext
-    from talkbench.pipelines.stages.au import AUConfig
+    from talkbench.pipelines.core import WorkerContext
 
 BINARY_NAME = "FeatureExtraction"
 INSTALL_HINT = (
@@ -139,10 +139,11 @@ def estimate_aus_openface(video: str | Path, n_frames: int, fps: float, binary: 
         return to_frames(read_openface_csv(csv), n_frames, fps, source_index)
 
 
-def openface_backend(clip: Clip, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
-    """The stage's entry point: runs on ``clip.record.source_path``."""
+def openface_backend(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
+    """The backend entry: runs on ``inputs.video`` (the clip's source video)."""
     binary = ctx.resource(f"openface_bin:{cfg.openface_bin}", lambda: find_binary(cfg.openface_bin))
-    ft = clip.frames_table
-    n_frames = len(ft["timestamp_s"]) if "timestamp_s" in ft else clip.n_frames
-    return estimate_aus_openface(clip.record.path, n_frames, clip.fps, binary, cfg.openface_args,
-                                 ft.get("source_index"), cfg.openface_timeout_s)
+    return estimate_aus_openface(str(inputs.video or ""), inputs.n_frames, inputs.fps, binary, cfg.openface_args,
+                                 inputs.source_index, cfg.openface_timeout_s)
+
+
+openface_backend.needs_video = True  # type: ignore[attr-defined]
