@@ -12,7 +12,6 @@ becomes version N+1 (old versions stay loadable as ``name@N``).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -28,6 +27,7 @@ from pydantic import Field, ValidationError
 from talkbench.config import StrictModel, format_validation_error
 from talkbench.errors import ConfigError, TalkbenchError
 from talkbench.io import atomic_write, stable_hash
+from talkbench.shards import ShardReader, check_columns
 
 TASK_FORMAT = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -97,16 +97,6 @@ def tasks_dir(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("TALKBENCH_TASKS_DIR") or "tasks")
 
 
-def _read_shards_manifest(shards: Path) -> dict[str, Any]:
-    path = shards / "manifest.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise TalkbenchError(f"{path}: not valid JSON: {e}") from None
-
-
 def _preprocessing_from(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The face-processing sections of the shards' resolved config, else the pipeline defaults."""
     from talkbench.pipelines.config import PipelineConfig
@@ -126,19 +116,11 @@ def _preprocessing_from(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _read_clips(shards: Path) -> Any:
-    import pyarrow.parquet as pq
-
-    path = shards / "clips.parquet"
-    if not path.is_file():
-        raise TalkbenchError(f"{shards} has no clips.parquet: not a prepared shards folder")
+def _read_clips(reader: ShardReader) -> Any:
     cols = ["clip_id", "speaker_id", "split", "status", "source_path", "identity_frame", "n_frames", "fps",
             "sample_rate"]
-    table = pq.read_table(path)
-    missing = [c for c in cols + ["audio_pcm16"] if c not in table.column_names]
-    if missing:
-        raise TalkbenchError(f"{path} lacks column(s) {missing}; re-run `talkbench prepare`")
-    return table.select(cols).to_pandas()
+    check_columns(reader.clips_path, [*cols, "audio_pcm16"])
+    return reader.clips(cols).to_pandas()
 
 
 def resolve_source(path: str, input_root: str | None) -> str:
@@ -189,10 +171,9 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
     if max_clips is not None and max_clips < 1:
         raise ConfigError(f"--max-clips {max_clips}: must be >= 1")
     shards = Path(shards).resolve()
-    if not shards.is_dir():
-        raise TalkbenchError(f"shards folder not found: {shards}")
-    shards_manifest = _read_shards_manifest(shards)
-    df = _read_clips(shards)
+    reader = ShardReader(shards)
+    shards_manifest = reader.manifest
+    df = _read_clips(reader)
     in_split = df[df["split"] == split]
     if in_split.empty:
         splits = sorted(df["split"].dropna().unique())
@@ -357,23 +338,13 @@ class TaskItem:
 
 def load_audio(task: TaskManifest) -> dict[str, np.ndarray]:
     """audio_clip id -> float32 audio, read from the shards' ``audio_pcm16`` column (only those rows)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     wanted = sorted({c.audio_clip for c in task.clips})
-    path = Path(task.shards) / "clips.parquet"
-    if not path.is_file():
-        raise TalkbenchError(f"task {task.ref}: shards moved or deleted: {path} not found")
-    table = pq.read_table(path, columns=["clip_id", "audio_pcm16"])
-    table = table.filter(pc.is_in(table["clip_id"], value_set=pa.array(wanted)))
-    out = {}
-    for cid, pcm in zip(table["clip_id"].to_pylist(), table["audio_pcm16"].to_pylist(), strict=True):
-        if pcm:
-            out[cid] = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    if not (Path(task.shards) / "clips.parquet").is_file():
+        raise TalkbenchError(f"task {task.ref}: shards moved or deleted: {Path(task.shards) / 'clips.parquet'} not found")
+    out = ShardReader(task.shards).audio(wanted)
     missing = [c for c in wanted if c not in out]
     if missing:
-        raise TalkbenchError(f"task {task.ref}: no audio_pcm16 in {path} for clip(s) {missing[:5]}")
+        raise TalkbenchError(f"task {task.ref}: no audio_pcm16 in {task.shards} for clip(s) {missing[:5]}")
     return out
 
 

@@ -10,11 +10,10 @@ samples, so resuming can skip exactly the samples already seen without reading o
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -24,8 +23,8 @@ from pydantic import Field
 
 from talkbench.config import StrictModel
 from talkbench.errors import TalkbenchError
-from talkbench.io import sha256_file
-from talkbench.schema import HOPS_PER_FRAME, MEL_BINS, MFCC_DIM, SCHEMA_VERSION, au_column
+from talkbench.schema import HOPS_PER_FRAME, MEL_BINS, MFCC_DIM, au_column
+from talkbench.shards import ShardReader
 
 
 class DataConfig(StrictModel):
@@ -73,67 +72,26 @@ class Unit:
     identity_frame: int
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise TalkbenchError(f"{root}: no manifest.json; is this a finished `talkbench prepare` output?")
-    manifest = json.loads(path.read_text())
-    version = str(manifest.get("schema_version", ""))
-    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise TalkbenchError(f"{root}: schema version {version!r}; this talkbench reads {SCHEMA_VERSION}")
-    return manifest
-
-
 class ShardIndex:
-    """The clips of a shard folder: which row group holds which clip, and each clip's split."""
+    """The clips of a shard folder for training: which row group holds which clip, and each clip's split.
+
+    Reading (manifest and schema check, row-group index) is :class:`talkbench.shards.ShardReader`'s job.
+    """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise TalkbenchError(f"shard folder not found: {self.root}")
-        self.manifest = _read_manifest(self.root)
-        self.manifest_hash = sha256_file(self.root / "manifest.json")[:16]
-        clips_path = self.root / "clips.parquet"
-        if not clips_path.is_file():
-            raise TalkbenchError(f"{self.root}: clips.parquet is missing")
+        self.reader = ShardReader(root)
+        self.root = self.reader.root
+        self.manifest = self.reader.manifest
+        self.manifest_hash = self.reader.manifest_hash
         cols = ["clip_id", "speaker_id", "split", "status", "identity_frame", "n_frames"]
-        self._check_columns(clips_path, cols)
-        self.clips = pq.read_table(clips_path, columns=cols).to_pylist()
-        self.frame_files = sorted((self.root / "frames").glob("*.parquet"))
+        self.clips = self.reader.clips(cols).to_pylist()
+        self.frame_files = self.reader.frame_files
         if not self.frame_files:
             raise TalkbenchError(f"{self.root}/frames holds no .parquet files")
-        self._locations = self._locate_row_groups()
-
-    @staticmethod
-    def _check_columns(path: Path, needed: list[str]) -> None:
-        names = set(pq.read_schema(path).names)
-        missing = [c for c in needed if c not in names]
-        if missing:
-            raise TalkbenchError(f"{path}: missing column(s) {missing} that this model needs")
-
-    def _locate_row_groups(self) -> dict[str, tuple[str, int, int]]:
-        """clip_id -> (file, row group, rows), from row-group statistics when present (no data read)."""
-        out: dict[str, tuple[str, int, int]] = {}
-        for path in self.frame_files:
-            pf = pq.ParquetFile(path)
-            col = pf.schema_arrow.get_field_index("clip_id")
-            for rg in range(pf.num_row_groups):
-                meta = pf.metadata.row_group(rg)
-                stats = meta.column(col).statistics
-                if stats is not None and stats.has_min_max and stats.min == stats.max:
-                    clip_id = stats.min
-                    clip_id = clip_id.decode() if isinstance(clip_id, bytes) else clip_id
-                else:
-                    ids = pf.read_row_group(rg, columns=["clip_id"]).column(0).unique().to_pylist()
-                    if len(ids) != 1:
-                        raise TalkbenchError(f"{path} row group {rg} holds {len(ids)} clips; expected one")
-                    clip_id = ids[0]
-                out[clip_id] = (str(path), rg, meta.num_rows)
-        return out
+        self._locations = self.reader.row_groups()
 
     def check_frame_columns(self, columns: list[str]) -> None:
-        for path in self.frame_files:
-            self._check_columns(path, columns)
+        self.reader.check_frame_columns(columns)
 
     def units(self, split: str, statuses: list[str]) -> list[Unit]:
         units = []
@@ -233,12 +191,9 @@ class _ClipData:
 
     def windows(self) -> np.ndarray:
         if self._windows is None:
-            from talkbench.models.features import hop_windows, mfcc_windows
+            from talkbench.pipelines.audio import mfcc_windows
 
-            if self.cfg.audio_feature == "mfcc":
-                self._windows = mfcc_windows(self.audio, n_hops=self.cfg.window_hops)
-            else:
-                self._windows = hop_windows(self.audio, self.cfg.window_hops, MEL_BINS)
+            self._windows = mfcc_windows(self.audio, n_hops=self.cfg.window_hops)  # MFCC or log-mel rows
         return self._windows
 
     def points68(self) -> np.ndarray:
@@ -290,7 +245,7 @@ class _ClipData:
         if spec.windows:
             out["windows"] = self.windows()[start:end]
         if spec.sync_frames:
-            from talkbench.models.features import block_window
+            from talkbench.pipelines.audio import block_window
 
             out["audio"] = block_window(self.audio, start, length)
             out["audio_neg"] = block_window(self.audio, neg_start, length)

@@ -231,7 +231,7 @@ class GANGenerateOptions(StrictModel):
 
 def generate_frames(model: nn.Module, inputs: Any) -> np.ndarray:
     """One forward pass per chunk of MFCC windows (AU-RGAN, TCN-SA): GenerationInputs -> (T, S, S, 3) uint8."""
-    from talkbench.models.features import mfcc_from_audio, mfcc_windows
+    from talkbench.pipelines.audio import mfcc_from_audio, mfcc_windows
     from talkbench.schema import FPS, SAMPLE_RATE
 
     if abs(inputs.fps - FPS) > 1e-6:

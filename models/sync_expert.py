@@ -7,6 +7,8 @@ its own name (GUIDE §3).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -19,6 +21,9 @@ from talkbench.models.layers import MfccCNN, down, level_channels, to_image
 from talkbench.models.objective import Objective
 from talkbench.models.registry import ModelSpec
 from talkbench.schema import HOPS_PER_FRAME, MFCC_DIM
+
+if TYPE_CHECKING:
+    from talkbench.pipelines.audio import AudioFeaturesConfig
 
 
 class SyncExpertConfig(StrictModel):
@@ -95,11 +100,18 @@ class SyncObjective(Objective):
                 "val_pair_acc": (pos < neg).float().mean().item()}
 
 
-def load_sync_expert(path: str) -> SyncExpert:
-    """A trained sync expert from a checkpoint (folder or model.safetensors), in eval mode on the CPU."""
-    from talkbench.models.checkpoint import load_model
+def load_sync_expert(path: str) -> tuple[SyncExpert, AudioFeaturesConfig]:
+    """A trained sync expert from a checkpoint (folder or model.safetensors), in eval mode on the CPU, and
+    the audio-feature settings of the shards it was trained on (recorded in the checkpoint; the pipeline
+    defaults for a checkpoint that predates the record), so it is scored on the features it learned."""
+    import json
 
-    return load_model(path, expect="sync_expert")[0]
+    from talkbench.models.checkpoint import load_model
+    from talkbench.pipelines.audio import AudioFeaturesConfig
+
+    model, meta = load_model(path, expect="sync_expert")
+    recorded = json.loads(meta.get("pipeline_config") or "{}").get("audio_features") or {}
+    return model, AudioFeaturesConfig.model_validate(recorded)
 
 
 SPEC = ModelSpec(

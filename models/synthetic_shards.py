@@ -26,6 +26,7 @@ from talkbench.schema import (
     SCHEMA_VERSION,
     SPEECH_AUS,
     au_column,
+    to_pcm16,
 )
 
 #: how strongly each speech AU follows the mouth openness (AU25 lips part, AU26 jaw drop most)
@@ -110,7 +111,7 @@ def write_shards(root: str | Path, *, speakers: int = 4, clips_per_speaker: int 
             )
             k = len(clip_rows) % files
             per_file[k].append(table)
-            pcm = (rng.normal(0, 0.05, n_frames * 640) * 32767).astype("<i2").tobytes()
+            pcm = to_pcm16(rng.normal(0, 0.05, n_frames * 640)).tobytes()
             clip_rows.append({
                 "clip_id": clip_id, "dataset": "synthetic", "speaker_id": f"spk{s}", "split": split,
                 "source_path": f"/synthetic/{clip_id}.mp4", "status": "ok", "n_frames": n_frames, "fps": 25.0,

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from talkbench.config import StrictModel
 from talkbench.pipelines.au.base import AUConfig
+from talkbench.pipelines.audio import AudioFeaturesConfig
 from talkbench.pipelines.face.config import AlignConfig, LandmarksConfig, PoseConfig
-from talkbench.pipelines.stages.audio_features import AudioFeaturesConfig
 from talkbench.pipelines.stages.decode import DecodeConfig
 from talkbench.pipelines.stages.encode import EncodeConfig
 from talkbench.pipelines.stages.head import HeadConfig

@@ -1,7 +1,8 @@
 """``talkbench inspect``: what is in a prepared output folder, and a contact sheet to eyeball it.
 
-Reads clips.parquet whole (one row per clip) but only the columns it needs from the frame shards
-(pyarrow.dataset column projection), so it stays cheap on large outputs.
+Reads the folder through :class:`talkbench.shards.ShardReader`: clips.parquet whole (one row per clip)
+but only the columns it needs from the frame shards (pyarrow.dataset column projection), so it stays
+cheap on large outputs. A folder without a manifest yet (a run still going) can be inspected.
 """
 
 from __future__ import annotations
@@ -19,24 +20,15 @@ import pyarrow.parquet as pq
 
 from talkbench.errors import TalkbenchError
 from talkbench.schema import ALL_AUS, au_column
+from talkbench.shards import ShardReader
 
 PERCENTILES = (5, 25, 50, 75, 95)
 CLIP_QUALITY = ("face_found_ratio", "n_interpolated", "face_size_mean", "det_conf_mean", "blur_mean", "av_diff_s",
                 "duration_s")
 
 
-def _paths(shards_dir: str | Path) -> tuple[Path, Path]:
-    root = Path(shards_dir)
-    clips = root / "clips.parquet"
-    if not clips.is_file():
-        raise TalkbenchError(f"{root} is not a prepared output folder (no clips.parquet)")
-    return clips, root / "frames"
-
-
 def frames_dataset(shards_dir: str | Path) -> ds.Dataset | None:
-    _, frames = _paths(shards_dir)
-    files = sorted(str(p) for p in frames.glob("*.parquet"))
-    return ds.dataset(files, format="parquet") if files else None
+    return ShardReader(shards_dir, require_manifest=False).frames_dataset()
 
 
 def distribution(values: Any) -> dict[str, Any]:
@@ -56,12 +48,11 @@ def _column_values(table: pa.Table, name: str) -> np.ndarray:
 
 def summarize(shards_dir: str | Path) -> dict[str, Any]:
     """The summary ``inspect`` prints: a plain dict, JSON-ready."""
-    clips_path, _ = _paths(shards_dir)
-    clips = pq.read_table(clips_path, columns=[
+    reader = ShardReader(shards_dir, require_manifest=False)  # an unfinished run can be inspected too
+    clips = reader.clips([
         "clip_id", "speaker_id", "split", "status", "error_kind", "n_frames", *CLIP_QUALITY,
     ]).to_pandas()
-    manifest_path = Path(shards_dir) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = reader.manifest
     by_reason: dict[str, int] = {}
     for (status, kind), n in clips.groupby(["status", clips["error_kind"].fillna("-")]).size().items():
         by_reason[f"{status}/{kind}" if status != "ok" else "ok"] = int(n)
@@ -82,7 +73,7 @@ def summarize(shards_dir: str | Path) -> dict[str, Any]:
         "splits": splits,
         "clip_quality": {c: distribution(usable[c]) for c in CLIP_QUALITY},
     }
-    dataset = frames_dataset(shards_dir)
+    dataset = reader.frames_dataset()
     if dataset is not None:
         au_cols = [au_column(a) for a in ALL_AUS]
         table = dataset.to_table(columns=[*au_cols, "face_found", "face_interpolated", "blur", "face_size"])

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from talkbench.pipelines.core import Clip, ClipRecord
-from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA
+from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA, to_pcm16
 
 _RUNNER_FRAME_COLUMNS = ("clip_id", "frame_idx", "timestamp_s")
 
@@ -52,8 +52,7 @@ def clip_row(clip: Clip, *, status: str | None = None, error_kind: str | None = 
         row["fps"] = row["fps"] if row["fps"] is not None else clip.fps
         row["sample_rate"] = row["sample_rate"] if row["sample_rate"] is not None else clip.sample_rate
         if row["audio_pcm16"] is None and clip.audio is not None:
-            pcm = np.clip(np.asarray(clip.audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
-            row["audio_pcm16"] = (pcm * 32767.0).round().astype("<i2").tobytes()
+            row["audio_pcm16"] = to_pcm16(np.asarray(clip.audio, dtype=np.float32).reshape(-1)).tobytes()
         if row["duration_s"] is None and n_frames:
             row["duration_s"] = n_frames / float(row["fps"])
     else:

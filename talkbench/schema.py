@@ -13,6 +13,7 @@ Layout of an output folder::
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from talkbench.facemesh import N_LANDMARKS  # MediaPipe face mesh with iris refinement
@@ -113,7 +114,7 @@ FRAME_FIELDS: list[pa.Field] = [
     # 2 x 3 source pixels -> head crop (scale + shift; the same on every frame of a clip) (1.1)
     pa.field("head_matrix", pa.list_(pa.float32(), 6)),
     # the 4 MFCC hops (10 ms each) of this 40 ms frame, 4 x 12 row-major; a frame's 350 ms window
-    # is the concatenation over neighbouring frames (see talkbench.pipelines.stages.audio_features)
+    # is the concatenation over neighbouring frames (see talkbench.pipelines.audio)
     pa.field("mfcc", pa.list_(pa.float32(), HOPS_PER_FRAME * MFCC_DIM)),
     pa.field("logmel", pa.list_(pa.float32(), HOPS_PER_FRAME * MEL_BINS)),  # 4 x 80 row-major
     pa.field("face_size", pa.float32()),  # inter-ocular distance in source pixels
@@ -125,3 +126,20 @@ FRAMES_SCHEMA = pa.schema(FRAME_FIELDS, metadata={"talkbench_schema": SCHEMA_VER
 
 def frame_columns() -> list[str]:
     return [f.name for f in FRAME_FIELDS]
+
+
+# -- audio_pcm16: the one codec of the stored audio ------------------------------------------------
+#: int16 full scale of the stored audio: float x in [-1, 1] is stored as round(x * PCM16_SCALE)
+PCM16_SCALE = 32767.0
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """float audio in [-1, 1] -> little-endian int16 (x 32767, clipped, rounded): the stored form."""
+    return np.round(np.clip(audio, -1.0, 1.0) * PCM16_SCALE).astype("<i2")
+
+
+def from_pcm16(data: bytes | np.ndarray) -> np.ndarray:
+    """Stored ``audio_pcm16`` (bytes, or the int16 array :func:`to_pcm16` made) -> float32 audio; the
+    inverse of :func:`to_pcm16` (/ 32767, so a stored full-scale sample reads back as exactly 1.0)."""
+    pcm = np.frombuffer(data, dtype="<i2") if isinstance(data, bytes | bytearray | memoryview) else np.asarray(data)
+    return pcm.astype(np.float32) / np.float32(PCM16_SCALE)

@@ -8,18 +8,18 @@ import pytest
 from conftest import GRID
 
 from talkbench.errors import ClipError, ConfigError
-from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
-from talkbench.pipelines.stages.audio_features import (
+from talkbench.pipelines.audio import (
     AudioFeaturesConfig,
-    audio_features,
-    from_pcm16,
     log_mel,
     mfcc_window,
     mfcc_windows,
     reference_mfcc,
     reference_window,
 )
+from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
+from talkbench.pipelines.stages.audio_features import audio_features
 from talkbench.pipelines.stages.decode import DecodeConfig, decode
+from talkbench.schema import from_pcm16
 
 CLIP = GRID / "id2_vcd_swwp2s.mpg"
 

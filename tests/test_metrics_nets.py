@@ -156,19 +156,57 @@ def test_fid_is_corpus_level_with_torchscript_weights(store) -> None:
     assert np.isnan(same.compute()["fid"])
 
 
-def test_tb_sync_glue_with_the_model_packages_sync_expert(store, monkeypatch) -> None:
-    """The tb-sync pipeline around a (random) talkbench SyncExpert: windows, shapes, LSE math."""
-    from talkbench.benchmark.metrics import lse
-    from talkbench.models import features
-    from talkbench.models.sync_expert import SyncExpert, SyncExpertConfig
+def _tb_sync_by_hand(net, mouths: np.ndarray, audio: np.ndarray, audio_cfg) -> dict[str, float]:
+    """tb-sync written out independently of the metric: the MFCC of the whole stored audio on centred
+    10 ms hops, sliced into blocks of ``frames`` x 4 hops (frame i owns hops 4i .. 4i+3)."""
+    import torch.nn.functional as F
+
+    from talkbench.benchmark.metrics.lse import lse_from_embeddings
+    from talkbench.pipelines.audio import reference_mfcc
+    from talkbench.schema import from_pcm16, to_pcm16
+
+    cfg = net.cfg
+    t = min(len(mouths), len(audio) // 640)
+    hops = reference_mfcc(from_pcm16(to_pcm16(audio)), 16_000, audio_cfg).astype(np.float32)  # (12, >= 4 t)
+    n = t - cfg.frames + 1
+    blocks = np.stack([hops[:, 4 * i : 4 * (i + cfg.frames)] for i in range(n)])
+    x = torch.as_tensor(mouths[:t]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    x = F.interpolate(x, size=(cfg.mouth_height, cfg.mouth_width), mode="bilinear", align_corners=False)
+    video = torch.stack([x[i : i + cfg.frames] for i in range(n)])
+    with torch.inference_mode():
+        r = lse_from_embeddings(net.embed_video(video), net.embed_audio(torch.as_tensor(blocks)))
+    return {"tb_sync_d": r.lse_d, "tb_sync_c": r.lse_c, "tb_sync_offset": r.offset}
+
+
+def test_tb_sync_scores_real_speech_with_its_checkpoints_audio_settings(store, tmp_path, fixtures_dir) -> None:
+    """tb-sync on a real GRID clip's speech through a (random) SyncExpert checkpoint whose shards used
+    non-default MFCC settings: the metric must compute the features the checkpoint records (not the
+    defaults), and agree with the metric written out by hand."""
+    import json
+
+    from conftest import GRID
+
+    from talkbench.media import read_av
+    from talkbench.models.checkpoint import save_checkpoint
+    from talkbench.models.sync_expert import SyncExpert, SyncExpertConfig, load_sync_expert
+    from talkbench.pipelines.audio import AudioFeaturesConfig
 
     torch.manual_seed(0)
-    expert = SyncExpert(SyncExpertConfig()).eval()
-    monkeypatch.setattr(lse, "_load_sync_expert", lambda device: expert)
-    rng = np.random.default_rng(0)
-    monkeypatch.setattr(features, "mfcc_from_audio",  # the pipeline's MFCC may not be installed here
-                        lambda audio, sample_rate, n_frames: rng.standard_normal((n_frames, 48)).astype(np.float32))
-    pair = ClipPair("c", _clip(30), None, np.zeros(30 * 640, np.float32))
+    cfg = SyncExpertConfig(base_channels=8, levels=2, audio_channels=[16, 32], embed_dim=32)
+    recorded = {"preemphasis": 0.0, "fmin": 100.0, "fmax": 7000.0}
+    folder = save_checkpoint(tmp_path / "expert", SyncExpert(cfg).eval(), "sync_expert", {}, 0,
+                             metadata={"pipeline_config": json.dumps({"audio_features": recorded})})
+    weights.import_weights("tb-sync-expert", folder / "model.safetensors")
+    net, audio_cfg = load_sync_expert(str(weights.require("tb-sync-expert")))
+    assert audio_cfg == AudioFeaturesConfig(**recorded)
+
+    clip = read_av(GRID / "bbaf2n.mpg", fps=25.0, sample_rate=16_000)
+    t = 30
+    pair = ClipPair("c", _clip(t), None, np.asarray(clip.audio[: t * 640], np.float32))
     values = METRICS.get("tb-sync")(device="cpu").update(pair)
     assert set(values) == {"tb_sync_d", "tb_sync_c", "tb_sync_offset", "tb_sync_abs_offset"}
-    assert values["tb_sync_d"] >= 0 and values["tb_sync_c"] >= 0
+    want = _tb_sync_by_hand(net, pair.generated.mouths, pair.audio, audio_cfg)
+    for k, v in want.items():
+        assert values[k] == pytest.approx(v, rel=1e-4, abs=1e-5), k
+    defaults = _tb_sync_by_hand(net, pair.generated.mouths, pair.audio, AudioFeaturesConfig())
+    assert abs(defaults["tb_sync_d"] - values["tb_sync_d"]) > 1e-4  # the settings matter for this net

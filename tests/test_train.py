@@ -45,7 +45,7 @@ def test_loader_yields_what_a_generator_needs_with_face_masks(shards):
     assert not batch["au_mask"][0][missing].any() and batch["au_mask"][0][~missing].all()
     assert batch["face"][0][missing].max() == 0 and batch["face"][0][~missing].float().mean() > 50
     # identity = the clip's identity_frame (first frame with a face), windows = the pipeline's function
-    from talkbench.pipelines.stages.audio_features import mfcc_windows
+    from talkbench.pipelines.audio import mfcc_windows
 
     table = pq.read_table(ShardIndex(shards).units("train", ["ok"])[0].path).slice(0, 24)
     rows = np.stack(table.column("mfcc").to_numpy(zero_copy_only=False))

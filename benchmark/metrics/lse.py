@@ -21,7 +21,7 @@ import numpy as np
 
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import chunks, resolve_device
-from talkbench.errors import TalkbenchError, WeightsMissingError
+from talkbench.errors import WeightsMissingError
 
 VSHIFT = 15  # offsets -15 .. +15 frames (Wav2Lip's evaluation setting)
 
@@ -99,19 +99,17 @@ class LSE(Metric):
         return _values("lse", lse_from_embeddings(v, a))
 
 
-def _load_sync_expert(device: Any) -> Any:
-    """The talkbench sync expert from the weights store, through the model package's own loader."""
+def _load_sync_expert(device: Any) -> tuple[Any, Any]:
+    """The talkbench sync expert from the weights store and the audio settings its checkpoint records."""
     from talkbench import weights
 
     path = weights.require("tb-sync-expert")
     try:
-        from talkbench.models import sync_expert
+        from talkbench.models.sync_expert import load_sync_expert
     except ImportError as e:
         raise WeightsMissingError(f"tb-sync needs talkbench.models.sync_expert: {e}") from None
-    loader = getattr(sync_expert, "load_sync_expert", None)
-    if loader is None:
-        raise TalkbenchError("talkbench.models.sync_expert has no load_sync_expert(path) to read the checkpoint")
-    return loader(path).to(device).eval()
+    net, audio_cfg = load_sync_expert(path)
+    return net.to(device).eval(), audio_cfg
 
 
 @register_metric("tb-sync")
@@ -131,22 +129,20 @@ class TBSync(Metric):
         if reason:
             return reason
         try:
-            from talkbench.models import sync_expert
+            from talkbench.models import sync_expert  # noqa: F401
         except ImportError as e:
             return f"talkbench.models.sync_expert cannot be imported: {e}"
-        if not hasattr(sync_expert, "load_sync_expert"):
-            return "talkbench.models.sync_expert has no load_sync_expert(path)"
         return None
 
     def setup(self) -> None:
         self._dev = resolve_device(self.device)
-        self.net = _load_sync_expert(self._dev)
+        self.net, self.audio_cfg = _load_sync_expert(self._dev)
 
     def score(self, pair: ClipPair) -> dict[str, float]:
         import torch
         import torch.nn.functional as F
 
-        from talkbench.models.features import block_window, mfcc_from_audio
+        from talkbench.pipelines.audio import block_window, mfcc_from_audio
 
         cfg = self.net.cfg
         mouths = pair.generated.mouths
@@ -154,7 +150,7 @@ class TBSync(Metric):
         n = t - cfg.frames + 1
         if n <= 0:
             raise ValueError(f"clip too short for the sync expert: {t} frames")
-        per_frame = mfcc_from_audio(pair.audio, pair.sample_rate, t)
+        per_frame = mfcc_from_audio(pair.audio, pair.sample_rate, t, self.audio_cfg)  # the checkpoint's settings
         aud = torch.as_tensor(np.stack([block_window(per_frame, i, cfg.frames) for i in range(n)]))
         x = torch.as_tensor(mouths[:t]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         x = F.interpolate(x, size=(cfg.mouth_height, cfg.mouth_width), mode="bilinear", align_corners=False)

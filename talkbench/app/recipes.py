@@ -254,9 +254,9 @@ def _has_key(model: str, key: str) -> bool:
 
 def eval_split(shards: Path, echo: Callable[[str], None] = print) -> str:
     """The held-out split to score on: test when it has usable clips, else val, else train (said aloud)."""
-    import pyarrow.parquet as pq
+    from talkbench.shards import ShardReader
 
-    clips = pq.read_table(shards / "clips.parquet", columns=["split", "status"]).to_pylist()
+    clips = ShardReader(shards).clips(["split", "status"]).to_pylist()
     usable = {c["split"] for c in clips if c["status"] in ("ok", "partial")}
     for split in ("test", "val", "train"):
         if split in usable:
@@ -378,11 +378,11 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
     from talkbench.benchmark import runs as bench_runs
     from talkbench.benchmark.leaderboard import write_leaderboard
     from talkbench.benchmark.tasks import load_task
+    from talkbench.shards import ShardReader
 
     recipe = load_recipe(name)
     shards = Path(shards)
-    if not (shards / "clips.parquet").is_file():
-        raise TalkbenchError(f"{shards}: not a prepared shards folder (no clips.parquet); run talkbench prepare")
+    ShardReader(shards)  # a prepared folder of this schema version, or a clear error now
     work = Path(out) if out else Path("recipes") / f"{recipe.name}-{preset}"
     work.mkdir(parents=True, exist_ok=True)
     tdir = Path(tasks_dir) if tasks_dir else None
