@@ -16,35 +16,35 @@ interpolated frames; ``align_matrix`` (T, 2, 3) maps source pixels to aligned-cr
 yaw, pitch, roll in degrees and tx, ty, tz in cm. The landmark topology is :mod:`talkbench.facemesh`.
 """
 
-from talkbench.pipelines.face.align import (
-    align_track,
-    alignment_matrices,
-    apply_affine,
-    halvings,
-    mouth_matrices,
-    smooth_over_time,
-    template_points,
-    umeyama,
-    warp_crops,
-)
-from talkbench.pipelines.face.config import AlignConfig, LandmarksConfig, PoseConfig
-from talkbench.pipelines.face.pose import estimate_pose, head_frame, reference_shape
-from talkbench.pipelines.face.processor import FaceProcessor, FaceSettings, FaceTrack, process_frames
-from talkbench.pipelines.face.quality import blur_scores, face_size
-from talkbench.pipelines.face.track import (
-    LandmarkTrack,
-    choose_main_face,
-    detect_landmarks,
-    fill_gaps,
-    track_main_face,
-    true_runs,
-)
-from talkbench.pipelines.face.tracker import FaceMeshTracker
+from __future__ import annotations
 
-__all__ = [
-    "AlignConfig", "FaceMeshTracker", "FaceProcessor", "FaceSettings", "FaceTrack", "LandmarkTrack",
-    "LandmarksConfig", "PoseConfig", "align_track", "alignment_matrices", "apply_affine", "blur_scores",
-    "choose_main_face", "detect_landmarks", "estimate_pose", "face_size", "fill_gaps", "halvings",
-    "head_frame", "mouth_matrices", "process_frames", "reference_shape", "smooth_over_time",
-    "template_points", "track_main_face", "true_runs", "umeyama", "warp_crops",
-]
+import importlib
+from typing import Any
+
+#: public name -> submodule. Resolved on first use (PEP 562), so importing the settings
+#: (``pipelines.face.config``, which the pipeline config needs) does not load OpenCV, SciPy or MediaPipe.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("AlignConfig", "LandmarksConfig", "PoseConfig"), "config"),
+    "FaceMeshTracker": "tracker",
+    **dict.fromkeys(("LandmarkTrack", "choose_main_face", "detect_landmarks", "fill_gaps", "track_main_face",
+                     "true_runs"), "track"),
+    **dict.fromkeys(("align_track", "alignment_matrices", "apply_affine", "halvings", "mouth_matrices",
+                     "smooth_over_time", "template_points", "umeyama", "warp_crops"), "align"),
+    **dict.fromkeys(("estimate_pose", "head_frame", "reference_shape"), "pose"),
+    **dict.fromkeys(("blur_scores", "face_size"), "quality"),
+    **dict.fromkeys(("FaceProcessor", "FaceSettings", "FaceTrack", "process_frames"), "processor"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
-from talkbench.pipelines.face import AlignConfig, FaceProcessor, FaceSettings
+from talkbench.pipelines.face.config import AlignConfig
 
 __all__ = ["AlignConfig", "align"]
 
@@ -14,6 +14,8 @@ __all__ = ["AlignConfig", "align"]
 def align(clip: Clip, cfg: AlignConfig, ctx: WorkerContext) -> Clip:
     """Adds align_matrix (T, 6), face_crop (T, S, S, 3) and mouth_crop (T, h, w, 3) uint8 (zeros and
     NaN where no face) and clip.info["identity_frame"] (first detected, not interpolated, frame)."""
+    from talkbench.pipelines.face import FaceProcessor, FaceSettings
+
     ft = clip.frames_table
     if clip.video is None or "landmarks" not in ft:
         raise RuntimeError("the align stage needs decoded video and the landmarks stage before it")

@@ -6,7 +6,6 @@ import numpy as np
 
 from talkbench.pipelines.au import AUConfig
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
-from talkbench.pipelines.face import FaceProcessor, FaceSettings
 from talkbench.schema import ALL_AUS, au_column
 
 __all__ = ["AUConfig", "au"]
@@ -16,6 +15,8 @@ __all__ = ["AUConfig", "au"]
 def au(clip: Clip, cfg: AUConfig, ctx: WorkerContext) -> Clip:
     """Writes ``AUxx_r`` for every AU of ``schema.ALL_AUS`` (NaN where the backend gives none) and
     ``info["au_backend"]``. Backends read the clip's landmarks and its source video."""
+    from talkbench.pipelines.face import FaceProcessor, FaceSettings
+
     ft = clip.frames_table
     n = len(ft["timestamp_s"]) if "timestamp_s" in ft else clip.n_frames
     values = FaceProcessor(FaceSettings(au=cfg), clip.fps, ctx).aus(

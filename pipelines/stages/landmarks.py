@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from talkbench.errors import ClipError
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
-from talkbench.pipelines.face import FaceProcessor, FaceSettings, LandmarksConfig, true_runs
+from talkbench.pipelines.face.config import LandmarksConfig
 
 __all__ = ["LandmarksConfig", "landmarks"]
 
@@ -18,6 +18,8 @@ def landmarks(clip: Clip, cfg: LandmarksConfig, ctx: WorkerContext) -> Clip:
     ``partial`` (error_kind ``face_gaps``) rather than dropping it. No face at all -> ``no_face``.
     The worker's MediaPipe graph is made once per process (``ctx``) and reset per clip.
     """
+    from talkbench.pipelines.face import FaceProcessor, FaceSettings, true_runs
+
     if clip.video is None:
         raise RuntimeError("the landmarks stage needs decoded video (run decode first)")
     track = FaceProcessor(FaceSettings(landmarks=cfg), clip.fps, ctx).landmarks(clip.video)

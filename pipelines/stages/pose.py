@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
-from talkbench.pipelines.face import FaceProcessor, FaceSettings, PoseConfig
+from talkbench.pipelines.face.config import PoseConfig
 from talkbench.schema import POSE_COLUMNS
 
 __all__ = ["PoseConfig", "pose"]
@@ -12,6 +12,8 @@ __all__ = ["PoseConfig", "pose"]
 @register_stage("pose", PoseConfig)
 def pose(clip: Clip, cfg: PoseConfig, ctx: WorkerContext) -> Clip:
     """Adds yaw, pitch, roll (degrees) and tx, ty, tz (cm) per frame; NaN where no face."""
+    from talkbench.pipelines.face import FaceProcessor, FaceSettings
+
     ft = clip.frames_table
     if clip.video is None or "landmarks" not in ft:
         raise RuntimeError("the pose stage needs decoded video and the landmarks stage before it")

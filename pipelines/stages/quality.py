@@ -9,7 +9,6 @@ import numpy as np
 
 from talkbench.config import StrictModel
 from talkbench.pipelines.core import Clip, WorkerContext, register_stage
-from talkbench.pipelines.face.quality import blur_scores, face_size
 
 
 class QualityConfig(StrictModel):
@@ -21,6 +20,8 @@ def quality(clip: Clip, cfg: QualityConfig, ctx: WorkerContext) -> Clip:
     """Per frame: face_size (outer-eye-corner distance in source px), det_conf (from the landmarks
     stage), blur (variance of the Laplacian of the grey face crop); NaN where no face. Per clip:
     the means over frames with a face (face_size_mean, det_conf_mean, blur_mean)."""
+    from talkbench.pipelines.face.quality import blur_scores, face_size
+
     ft = clip.frames_table
     missing = [k for k in ("landmarks", "face_found", "det_conf", "face_crop") if k not in ft]
     if missing:
