@@ -23,17 +23,6 @@ from talkbench.pipelines.stages.quality import QualityConfig
 DEFAULT_STAGES = ["decode", "landmarks", "align", "head", "pose", "au", "audio_features", "quality", "encode"]
 
 
-class SplitConfig(StrictModel):
-    """Deterministic, speaker-disjoint splits: a speaker's clips all land in one split."""
-
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    seed: int = 0
-    #: explicit speaker lists win over the fractions (e.g. the standard GRID test speakers)
-    val_speakers: list[str] = Field(default_factory=list)
-    test_speakers: list[str] = Field(default_factory=list)
-
-
 class ExecutionConfig(StrictModel):
     """How the job runs on Dask. Not part of the output's identity: change freely between reruns."""
 
@@ -62,8 +51,15 @@ class PipelineConfig(StrictModel):
     audio_features: AudioFeaturesConfig = Field(default_factory=AudioFeaturesConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     encode: EncodeConfig = Field(default_factory=EncodeConfig)
-    split: SplitConfig = Field(default_factory=SplitConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "split" in data:
+            raise ValueError("`split` is a dataset setting now: put it in the dataset YAML (configs/datasets/NAME.yaml, "
+                             "--dataset-config) or pass -o split.KEY=VALUE to `talkbench prepare`")
+        return data
 
     @model_validator(mode="after")
     def _known_stages(self) -> PipelineConfig:
@@ -102,11 +98,6 @@ FIELD_NOTES: dict[str, str] = {
     "encode.image_format": "face/mouth crop encoding: jpeg (small) or png (lossless)",
     "encode.jpeg_quality": "JPEG quality 1-100",
     "encode.png_compression": "PNG zlib level 0-9 (speed vs size)",
-    "split.val_fraction": "share of speakers in val (by a stable hash of the speaker id)",
-    "split.test_fraction": "share of speakers in test",
-    "split.seed": "seed of the speaker hash",
-    "split.val_speakers": "explicit val speakers (win over the fraction)",
-    "split.test_speakers": "explicit test speakers, e.g. the standard GRID test speakers",
 }
 
 

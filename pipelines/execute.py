@@ -9,10 +9,8 @@ goes on (the per-clip robustness GUIDE §2 asks for).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,24 +19,13 @@ import pyarrow as pa
 from talkbench.config import config_hash
 from talkbench.errors import ClipError
 from talkbench.pipelines.core import STAGES, Clip, ClipRecord, WorkerContext
+from talkbench.pipelines.distributor import limit_threads
 from talkbench.pipelines.tables import clip_row, frames_table
 
 log = logging.getLogger(__name__)
 
 #: config hash -> the context of this process (one per worker process; see the module docstring)
 _CONTEXTS: dict[str, WorkerContext] = {}
-
-#: env vars that make numeric libraries use one thread: parallelism comes from worker processes
-SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-    "VECLIB_MAXIMUM_THREADS": "1",
-}
-#: MediaPipe/TFLite log through glog: keep their INFO/WARNING chatter out of the progress output
-QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
-
 
 @dataclass
 class ClipResult:
@@ -54,40 +41,6 @@ class ClipResult:
     @property
     def n_frames(self) -> int:
         return 0 if self.frames is None else self.frames.num_rows
-
-
-def limit_threads() -> None:
-    """One thread per worker for OpenMP/BLAS and OpenCV (thread pools would fight the processes).
-
-    The env vars only reach libraries loaded later; a BLAS pool that already started (numpy was
-    imported before this ran: any worker not spawned with ``SINGLE_THREAD_ENV``) is shrunk with
-    threadpoolctl, because its idle threads spin after every BLAS call: ~1 ms of CPU per frame.
-    """
-    os.environ.update(SINGLE_THREAD_ENV)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # the pipeline extra is not installed; nothing to limit
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)  # a call, not a context: the limit stays
-    except ImportError:  # a dependency of scikit-learn/librosa, normally present
-        pass
-
-
-def pin_to_cpu(cpu: int) -> None:
-    """Run every thread of this process on one CPU; threads started later inherit it (Linux only).
-
-    A worker's MediaPipe graph hands each frame between its own threads and the task thread; left
-    free, the kernel spreads those hand-offs over idle cores, each time with cold caches. On one
-    core the same work took ~25% less CPU and time here (GRID, 2-core VM).
-    """
-    for tid in os.listdir("/proc/self/task"):
-        with suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(tid), {cpu})
 
 
 def worker_context(cfg: Any, key: str | None = None) -> WorkerContext:

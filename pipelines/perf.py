@@ -102,9 +102,12 @@ def warm(client: Any, record: ClipRecord, cfg: Any, tmp: str) -> None:
 
 
 def pipeline_run(records: list[ClipRecord], cfg: Any, workers: int) -> dict[str, Any]:
-    from talkbench.pipelines.runner import dask_client, prepare
+    from talkbench.pipelines.distributor import dask_client
+    from talkbench.pipelines.execute import close_contexts
+    from talkbench.pipelines.runner import prepare
 
-    with dask_client(workers, None, 1, cfg.execution.memory_limit, cfg.execution.pin_workers) as client, \
+    with dask_client(workers, None, 1, cfg.execution.memory_limit, cfg.execution.pin_workers,
+                     teardown=close_contexts) as client, \
             tempfile.TemporaryDirectory(prefix="talkbench-perf-") as tmp:
         client.wait_for_workers(workers)
         warm(client, ClipRecord(clip_id="warm", dataset="perf", source_path=records[0].source_path,

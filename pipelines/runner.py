@@ -16,32 +16,30 @@ Resume and atomicity live in ``shards``: completed clips are skipped on a rerun 
 unless ``--retry-failed``), and an OUTPUT prepared with another dataset or config (anything but
 ``execution.*``) is refused with an error naming the differing keys.
 
-A LocalCluster (one process per core) is started unless ``--scheduler`` names an existing cluster
-(then OUTPUT must be storage every worker can reach: a shared folder or an fsspec URL).
+Where the tasks run is :mod:`talkbench.pipelines.distributor`'s job: a LocalCluster (one process per
+core) unless ``--scheduler`` names an existing cluster or a SLURM set-up (then OUTPUT must be storage
+every worker can reach: a shared folder or an fsspec URL).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import dask
-from distributed.diagnostics.plugin import WorkerPlugin
 
 from talkbench.config import build, config_hash, load, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
 from talkbench.io import package_versions
 from talkbench.pipelines.config import PipelineConfig
 from talkbench.pipelines.core import ClipRecord
+from talkbench.pipelines.datasets.base import DatasetConfig
+from talkbench.pipelines.datasets.splits import SplitConfig
+from talkbench.pipelines.distributor import dask_client, n_workers
 from talkbench.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -54,142 +52,29 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     return load(PipelineConfig, path, overrides)
 
 
-def list_records(dataset: str, input_dir: str | Path, cfg: PipelineConfig,
+def list_records(dataset: str, input_dir: str | Path, split: SplitConfig | None = None,
                  options: dict[str, Any] | None = None, limit: int | None = None) -> list[ClipRecord]:
     """The adapter's records in stable (clip id) order, the first ``limit`` of them."""
     from talkbench.pipelines.datasets.base import list_clips
 
-    records = sorted(list_clips(dataset, input_dir, cfg.split, options), key=lambda r: r.clip_id)
+    records = sorted(list_clips(dataset, input_dir, split, options), key=lambda r: r.clip_id)
     dupes = [k for k, n in Counter(r.clip_id for r in records).items() if n > 1]
     if dupes:
         raise TalkbenchError(f"dataset {dataset!r} gave duplicate clip ids, e.g. {dupes[:3]}")
     return records[:limit] if limit is not None else records
 
 
-def job_identity(dataset: str, cfg: PipelineConfig) -> dict[str, Any]:
-    """What must not change between runs on one OUTPUT: dataset and every setting but execution."""
-    settings = cfg.model_dump(mode="json", exclude={"execution"})
+def resolved_config(cfg: PipelineConfig, split: SplitConfig | None = None) -> dict[str, Any]:
+    """The pipeline settings plus the dataset's split (which decides each row's ``split`` column), as
+    ``manifest.json`` records them."""
+    return {**cfg.model_dump(mode="json"), "split": (split or SplitConfig()).model_dump(mode="json")}
+
+
+def job_identity(dataset: str, cfg: PipelineConfig, split: SplitConfig | None = None) -> dict[str, Any]:
+    """What must not change between runs on one OUTPUT: dataset, split and every setting but execution."""
+    settings = {k: v for k, v in resolved_config(cfg, split).items() if k != "execution"}
     identity = {"dataset": dataset, "config": settings}
     return {"identity": identity, "job_hash": config_hash(identity), "config_hash": config_hash(settings)}
-
-
-# -- cluster ----------------------------------------------------------------------------------------
-#: Dask settings of the LocalCluster we start. A clip task runs for about a second, so Dask's
-#: diagnostics at their default rates (made for millisecond tasks: a stack sample every 10 ms, an
-#: event-loop tick every 20 ms, memory polled every 100 ms) only cost CPU: 12% of a core with 2
-#: idle workers here, 3% with these. And no MALLOC_TRIM_THRESHOLD_ (Dask sets 64 KiB in workers):
-#: with it glibc gives every freed frame buffer back to the OS, so each new one is page-faulted
-#: again, ~25% more CPU per frame in a worker than the same code in one process (measured).
-LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
-    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,  # None unsets it
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "200ms",
-    "distributed.admin.system-monitor.interval": "2s",
-    "distributed.worker.memory.monitor-interval": "500ms",
-}
-
-
-@contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None, threads_per_worker: int = 1,
-                memory_limit: str = "auto", pin_workers: bool = False) -> Iterator[Any]:
-    """A client on an existing scheduler, or on a fresh LocalCluster of worker processes.
-
-    ``pin_workers``: LocalCluster worker i runs on the i-th usable CPU (see ``execute.pin_to_cpu``),
-    when workers are single-threaded and there are at least as many CPUs as workers.
-    """
-    from distributed import Client, LocalCluster
-
-    from talkbench.pipelines.execute import QUIET_ENV, SINGLE_THREAD_ENV, close_contexts
-
-    if not log.isEnabledFor(logging.DEBUG):  # Dask's INFO lines would bury the progress bar
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-    if scheduler and scheduler.startswith("slurm:"):
-        cluster = slurm_cluster(scheduler.removeprefix("slurm:"))
-        try:
-            with Client(cluster) as client:
-                client.register_plugin(_SingleThreadPlugin(), name="talkbench-threads")
-                client.wait_for_workers(1, timeout=cluster_wait_s(scheduler))
-                yield client
-        finally:
-            cluster.close()
-        return
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout="30s")
-        except OSError as e:
-            raise TalkbenchError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
-        try:
-            client.register_plugin(_SingleThreadPlugin(), name="talkbench-threads")
-            yield client
-        finally:
-            client.close()
-        return
-    n = workers or os.cpu_count() or 1
-    with dask.config.set(LOCAL_CLUSTER_CONFIG):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                               memory_limit=memory_limit, dashboard_address=None,
-                               silence_logs=logging.ERROR, env={**SINGLE_THREAD_ENV, **QUIET_ENV})
-        client = Client(cluster)
-        try:
-            client.register_plugin(_SingleThreadPlugin(), name="talkbench-threads")
-            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-            if pin_workers and threads_per_worker == 1 and n <= len(cpus):
-                client.register_plugin(_PinPlugin(cpus), name="talkbench-pin")
-            yield client
-        finally:
-            with suppress(Exception):  # a clean model teardown lets workers exit quickly; best effort
-                client.run(close_contexts)
-            client.close()
-            cluster.close()
-
-
-def slurm_cluster(path: str, scale: bool = True) -> Any:
-    """A dask-jobqueue SLURMCluster from a YAML like configs/slurm_example.yaml (``jobqueue.slurm.*``
-    keys, plus ``talkbench.jobs``: how many jobs to submit)."""
-    from dask_jobqueue import SLURMCluster
-
-    data = read_yaml(path)
-    jobs = int((data.get("talkbench") or {}).get("jobs", 1))
-    options = ((data.get("jobqueue") or {}).get("slurm") or {}).items()
-    try:
-        cluster = SLURMCluster(**{k.replace("-", "_"): v for k, v in options})
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{path}: {e}") from None
-    if scale:
-        cluster.scale(jobs=jobs)
-    return cluster
-
-
-def cluster_wait_s(scheduler: str) -> float:
-    """How long to wait for the first SLURM worker (jobs may queue): TALKBENCH_CLUSTER_WAIT_S, default 1 h."""
-    return float(os.environ.get("TALKBENCH_CLUSTER_WAIT_S", 3600))
-
-
-class _SingleThreadPlugin(WorkerPlugin):
-    """Worker plugin: one thread for OpenMP/BLAS/OpenCV inside every worker, including late joiners."""
-
-    def setup(self, worker: Any) -> None:
-        from talkbench.pipelines.execute import limit_threads
-
-        limit_threads()
-
-
-class _PinPlugin(WorkerPlugin):
-    """Worker plugin: LocalCluster worker ``i`` (its name) runs on ``cpus[i]``; a restarted worker
-    keeps its name, so it is pinned again."""
-
-    def __init__(self, cpus: list[int]) -> None:
-        self.cpus = cpus
-
-    def setup(self, worker: Any) -> None:
-        from talkbench.pipelines.execute import pin_to_cpu
-
-        if isinstance(worker.name, int):
-            pin_to_cpu(self.cpus[worker.name % len(self.cpus)])
-
-
-def n_workers(client: Any) -> int:
-    return max(1, len(client.scheduler_info().get("workers", {})))
 
 
 # -- the job ----------------------------------------------------------------------------------------
@@ -231,20 +116,22 @@ class PrepareSummary:
 def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfig, *,
             limit: int | None = None, retry_failed: bool = False, progress: bool = True,
             dataset_options: dict[str, Any] | None = None, client: Any = None,
-            records: list[ClipRecord] | None = None) -> PrepareSummary:
+            records: list[ClipRecord] | None = None, split: SplitConfig | None = None) -> PrepareSummary:
     """Prepare ``input_dir`` into ``output``; skips clips an earlier run completed (resume).
 
     ``client``: an existing Dask client (the perf benchmark passes a warmed one); otherwise a cluster
     is started from ``cfg.execution`` (only when there is work to do) and closed at the end.
-    ``records``: the clips to process, instead of asking the dataset adapter.
+    ``records``: the clips to process, instead of asking the dataset adapter. ``split``: the dataset
+    config's split (:class:`~talkbench.pipelines.datasets.base.DatasetConfig`); the defaults when None.
     """
+    from talkbench.pipelines.execute import close_contexts
     from talkbench.pipelines.shards import ShardStore, new_run_id
 
     if records is None:
-        records = list_records(dataset, input_dir, cfg, dataset_options, limit)
+        records = list_records(dataset, input_dir, split, dataset_options, limit)
     store = ShardStore(str(output))
     run_id, run_started = new_run_id(), time.time()
-    job = job_identity(dataset, cfg)
+    job = job_identity(dataset, cfg, split)
     store.claim(job, run_id)
     try:
         removed = store.clean_orphans()
@@ -260,7 +147,7 @@ def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfi
             else:
                 ex = cfg.execution
                 with dask_client(ex.workers, ex.scheduler, ex.threads_per_worker, ex.memory_limit,
-                                 ex.pin_workers) as c:
+                                 ex.pin_workers, teardown=close_contexts) as c:
                     start = time.perf_counter()  # cluster start-up is not clip processing
                     _run(c, todo, cfg, store, run_id, run_started, summary, progress)
         summary.elapsed_s = time.perf_counter() - start
@@ -269,7 +156,7 @@ def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfi
                                 strict=True):
             summary.totals[(status, kind if status != "ok" else None)] += 1
         summary.total_frames = sum(clips.column("n_frames").to_pylist())
-        write_manifest(store, dataset, input_dir, cfg, job, summary)
+        write_manifest(store, dataset, input_dir, resolved_config(cfg, split), job, summary)
     finally:
         store.release(run_id)
     return summary
@@ -348,7 +235,7 @@ def _run(client: Any, todo: list[ClipRecord], cfg: PipelineConfig, store: Any, r
     assert not ready and not by_key, "every clip ends up in a shard"
 
 
-def write_manifest(store: Any, dataset: str, input_dir: str | Path, cfg: PipelineConfig, job: dict[str, Any],
+def write_manifest(store: Any, dataset: str, input_dir: str | Path, config: dict[str, Any], job: dict[str, Any],
                    summary: PrepareSummary) -> None:
     counts: dict[str, Any] = {"clips": sum(summary.totals.values()), "frames": summary.total_frames}
     for (status, kind), n in summary.totals.items():
@@ -362,7 +249,7 @@ def write_manifest(store: Any, dataset: str, input_dir: str | Path, cfg: Pipelin
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dataset": dataset,
         "input": str(Path(input_dir).resolve()),
-        "config": cfg.model_dump(mode="json"),
+        "config": config,
         "config_hash": job["config_hash"],  # every setting but execution.* (those do not change rows)
         "job_hash": job["job_hash"],  # dataset + config_hash: what a rerun on this folder must match
         "packages": package_versions(PACKAGES),
@@ -375,33 +262,40 @@ def write_manifest(store: Any, dataset: str, input_dir: str | Path, cfg: Pipelin
 
 
 # -- command line -----------------------------------------------------------------------------------
-def config_from_args(args: argparse.Namespace) -> tuple[PipelineConfig, dict[str, Any]]:
-    """The resolved config: file (or defaults), then -o overrides, then the dedicated flags."""
-    overrides = list(args.override or [])
+def config_from_args(args: argparse.Namespace) -> tuple[PipelineConfig, DatasetConfig]:
+    """The resolved pipeline and dataset configs: files (or defaults), then -o overrides, then the flags.
+
+    ``split`` belongs to the dataset config; ``-o split.KEY=VALUE`` still works (it goes there), and a
+    ``split:`` section in a pipeline file from before is taken as the dataset's, under the dataset file's.
+    """
+    overrides = [o for o in (args.override or []) if not o.startswith("split.")]
+    split_overrides = [o for o in (args.override or []) if o.startswith("split.")]
     if args.workers is not None:
         overrides.append(f"execution.workers={args.workers}")
     if args.scheduler:
         overrides.append(f"execution.scheduler={args.scheduler}")
     if args.au_backend:
         overrides.append(f"au.backend={args.au_backend}")
-    data = read_yaml(args.config) if args.config else {}
-    options: dict[str, Any] = {}
-    if getattr(args, "dataset_config", None):
-        from talkbench.pipelines.datasets.base import load_dataset_config
-
-        options = load_dataset_config(args.dataset_config).options  # validates the whole file
-        # the dataset's split keys override the pipeline file's; -o split.x=... still wins
-        data = {**data, "split": {**(data.get("split") or {}), **(read_yaml(args.dataset_config).get("split") or {})}}
+    data = dict(read_yaml(args.config)) if args.config else {}
+    old_split = data.pop("split", None) or {}
+    if old_split:
+        log.warning("%s: `split` belongs in the dataset config now (configs/datasets/NAME.yaml); using it as the "
+                    "dataset's split", args.config)
+    ds_data = dict(read_yaml(args.dataset_config)) if getattr(args, "dataset_config", None) else {}
+    ds_data["split"] = {**old_split, **(ds_data.get("split") or {})}
+    dataset_cfg = build(DatasetConfig, ds_data, split_overrides,
+                        source=str(getattr(args, "dataset_config", None) or "dataset config"))
     cfg = build(PipelineConfig, data, overrides, source=str(args.config or "config"))
-    return cfg, options
+    return cfg, dataset_cfg
 
 
 def prepare_from_args(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit = {args.limit}: must be >= 1")
-    cfg, options = config_from_args(args)
+    cfg, dataset_cfg = config_from_args(args)
     summary = prepare(args.dataset, args.input, args.output, cfg, limit=args.limit,
-                      retry_failed=args.retry_failed, progress=not args.no_progress, dataset_options=options)
+                      retry_failed=args.retry_failed, progress=not args.no_progress,
+                      dataset_options=dataset_cfg.options, split=dataset_cfg.split)
     print(summary.table())
     if args.strict and summary.failed:
         print(f"talkbench: {summary.failed} clip(s) failed (--strict)", file=sys.stderr)

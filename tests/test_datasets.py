@@ -10,10 +10,9 @@ import pytest
 from conftest import GRID
 
 from talkbench.errors import ConfigError, TalkbenchError
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.datasets import DATASETS, list_clips, load_dataset_config
 from talkbench.pipelines.datasets.grid import parse_align, sentence_from_code
-from talkbench.pipelines.datasets.splits import assign_split
+from talkbench.pipelines.datasets.splits import SplitConfig, assign_split
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_SPLIT = SplitConfig(val_fraction=0.0, test_fraction=0.0)

@@ -91,15 +91,38 @@ def test_config_file_then_overrides(tmp_path):
     ds_file.write_text("split: {test_speakers: [s1]}\noptions: {speaker_from: stem}\n")
     args = Namespace(config=str(cfg_file), dataset_config=str(ds_file), override=["landmarks.max_gap_frames=7"],
                      workers=3, scheduler=None, au_backend="openface")
-    cfg, options = config_from_args(args)
+    cfg, dataset_cfg = config_from_args(args)
     assert cfg.landmarks.max_gap_frames == 7 and cfg.execution.clips_per_shard == 4
     assert cfg.execution.workers == 3 and cfg.au.backend == "openface"
-    assert cfg.split.test_speakers == ["s1"] and options == {"speaker_from": "stem"}
+    assert dataset_cfg.split.test_speakers == ["s1"] and dataset_cfg.options == {"speaker_from": "stem"}
+
+
+def test_split_has_one_home_the_dataset_config(tmp_path, caplog):
+    """-o split.x=... and an old pipeline file's split section still work (they go to the dataset config,
+    under the dataset file's keys); PipelineConfig itself says where split went."""
+    from argparse import Namespace
+
+    from talkbench.pipelines.runner import config_from_args, job_identity
+
+    old = tmp_path / "p.yaml"
+    old.write_text("split: {seed: 3, val_fraction: 0.2}\n")
+    ds_file = tmp_path / "d.yaml"
+    ds_file.write_text("split: {val_fraction: 0.3}\n")
+    args = Namespace(config=str(old), dataset_config=str(ds_file), override=["split.test_fraction=0.5"],
+                     workers=None, scheduler=None, au_backend=None)
+    cfg, dataset_cfg = config_from_args(args)
+    assert (dataset_cfg.split.seed, dataset_cfg.split.val_fraction, dataset_cfg.split.test_fraction) == (3, 0.3, 0.5)
+    assert "belongs in the dataset config" in caplog.text
+    assert "split" not in PipelineConfig.model_fields
+    with pytest.raises(ValueError, match="dataset setting now.*configs/datasets"):
+        PipelineConfig.model_validate({"split": {"seed": 1}})
+    # the split is part of an output's identity: another split may not resume into the same folder
+    assert job_identity("grid", cfg, dataset_cfg.split)["job_hash"] != job_identity("grid", cfg)["job_hash"]
 
 
 def test_slurm_example_renders_a_job_script():
     pytest.importorskip("dask_jobqueue")
-    from talkbench.pipelines.runner import slurm_cluster
+    from talkbench.pipelines.distributor import slurm_cluster
 
     cluster = slurm_cluster(str(ROOT / "configs" / "slurm_example.yaml"), scale=False)
     try:

@@ -256,7 +256,7 @@ def _thread_cpus() -> list[tuple[int, ...]]:
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux and 2 CPUs")
 def test_local_workers_are_pinned_to_one_cpu_each():
-    from talkbench.pipelines.runner import dask_client
+    from talkbench.pipelines.distributor import dask_client
 
     cpus = sorted(os.sched_getaffinity(0))
     with dask_client(2, pin_workers=True) as client:

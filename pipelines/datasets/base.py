@@ -38,8 +38,8 @@ from pydantic import Field
 
 from talkbench.config import StrictModel, build, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
+from talkbench.pipelines.datasets.splits import SplitConfig
 from talkbench.registry import Registry
 
 AdapterFn = Callable[..., Iterator[ClipRecord]]

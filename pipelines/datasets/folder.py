@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from talkbench.errors import ConfigError
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import (
     VIDEO_EXTENSIONS,
@@ -19,7 +18,7 @@ from talkbench.pipelines.datasets.base import (
     find_files,
     read_sidecar_text,
 )
-from talkbench.pipelines.datasets.splits import Splitter
+from talkbench.pipelines.datasets.splits import SplitConfig, Splitter
 
 SPEAKER_RULES = ("parent", "top", "stem")
 

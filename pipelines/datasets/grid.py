@@ -26,10 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from talkbench.errors import ConfigError
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import Words, clip_ids, find_files, is_hidden, transcript_of
-from talkbench.pipelines.datasets.splits import Splitter
+from talkbench.pipelines.datasets.splits import SplitConfig, Splitter
 
 log = logging.getLogger(__name__)
 

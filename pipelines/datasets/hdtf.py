@@ -11,10 +11,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import clip_ids, find_files
-from talkbench.pipelines.datasets.splits import Splitter
+from talkbench.pipelines.datasets.splits import SplitConfig, Splitter
 
 _INDEX = re.compile(r"^(.+?)_\d+$")
 

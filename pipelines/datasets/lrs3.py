@@ -23,10 +23,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import Words, clip_ids, find_files
-from talkbench.pipelines.datasets.splits import Splitter
+from talkbench.pipelines.datasets.splits import SplitConfig, Splitter
 
 log = logging.getLogger(__name__)
 

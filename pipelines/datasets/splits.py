@@ -19,8 +19,23 @@ from __future__ import annotations
 
 import hashlib
 
+from pydantic import Field
+
+from talkbench.config import StrictModel
 from talkbench.errors import ConfigError
-from talkbench.pipelines.config import SplitConfig
+
+
+class SplitConfig(StrictModel):
+    """Deterministic, speaker-disjoint splits: a speaker's clips all land in one split."""
+
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of speakers in val (by a stable hash "
+                                                                   "of the speaker id)")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of speakers in test")
+    seed: int = Field(0, description="seed of the speaker hash")
+    #: explicit speaker lists win over the fractions (e.g. the standard GRID test speakers)
+    val_speakers: list[str] = Field(default_factory=list, description="explicit val speakers (win over the fraction)")
+    test_speakers: list[str] = Field(default_factory=list, description="explicit test speakers, e.g. the standard "
+                                                                       "GRID test speakers")
 
 
 def unit_hash(key: str, seed: int) -> float:

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from talkbench.errors import TalkbenchError
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import Words, clip_ids
-from talkbench.pipelines.datasets.splits import Splitter
+from talkbench.pipelines.datasets.splits import SplitConfig, Splitter
 
 log = logging.getLogger(__name__)
 

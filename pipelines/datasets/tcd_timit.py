@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from talkbench.pipelines.config import SplitConfig
 from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import clip_ids, find_files, read_sidecar_text
-from talkbench.pipelines.datasets.splits import Splitter
+from talkbench.pipelines.datasets.splits import SplitConfig, Splitter
 
 
 def tcd_timit(root: Path, split_cfg: SplitConfig, *,
