@@ -174,14 +174,14 @@ def target_from_arrays(frames: np.ndarray, audio: np.ndarray, head_size: int, ma
                        pipeline_config: dict | None = None, keep_frames: bool = True, name: str = "target") -> Target:
     """(T, H, W, 3) uint8 frames at 25 fps + 16 kHz audio -> a :class:`Target` (the benchmark's
     ``personalize(frames, audio)`` entry uses this)."""
-    from talkbench.models.features import mfcc_from_audio
-    from talkbench.pipelines.face import process_frames, warp_crops
-    from talkbench.pipelines.stages.landmarks import LandmarksConfig
-    from talkbench.pipelines.stages.pose import PoseConfig
+    from talkbench.pipelines.audio import mfcc_from_audio
+    from talkbench.pipelines.face import FaceProcessor, FaceSettings, warp_crops
 
     pc = pipeline_config or {}
-    pose_cfg = PoseConfig.model_validate(pc.get("pose", {}))
-    out = process_frames(frames, FPS, LandmarksConfig.model_validate(pc.get("landmarks", {})), pose_cfg=pose_cfg)
+    settings = FaceSettings.model_validate({k: pc.get(k, {}) for k in ("landmarks", "pose")})
+    pose_cfg = settings.pose
+    with FaceProcessor(settings, FPS) as face:
+        out = face.process(frames, aus=False).as_dict()
     valid = np.asarray(out["face_found"], bool)
     if not valid.any():
         raise TalkbenchError(f"{name}: no face found")
@@ -326,7 +326,7 @@ def render(model: f3.Face3D, app: Appearance, targets70: np.ndarray, size: int, 
 
 # ---------------------------------------------------------------------------- tensors
 def _windows(mfcc: np.ndarray, hops: int) -> np.ndarray:
-    from talkbench.models.features import mfcc_windows
+    from talkbench.pipelines.audio import mfcc_windows
 
     return mfcc_windows(mfcc, n_hops=hops)  # (T, 12, hops)
 
@@ -618,7 +618,7 @@ def personalize(general: Yi2020, video: str | Path | Target, frames: int = 300,
 @torch.no_grad()
 def predict_coefficients(model: Yi2020, audio: np.ndarray) -> np.ndarray:
     """16 kHz audio -> (T, 70) expression + pose, T = round(duration * 25); ``no_pose``: first pose held."""
-    from talkbench.models.features import mfcc_from_audio
+    from talkbench.pipelines.audio import mfcc_from_audio
 
     n = round(len(audio) / SAMPLE_RATE * FPS)
     if n < 1:

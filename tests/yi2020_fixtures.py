@@ -36,7 +36,7 @@ def write_fixture_shards(root, stems=None, head: bool = True):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from talkbench.models.features import mfcc_from_audio
+    from talkbench.pipelines.audio import mfcc_from_audio
     from talkbench.pipelines.face import warp_crops
     from talkbench.pipelines.stages.head import head_box_matrix
     from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA, SCHEMA_VERSION
