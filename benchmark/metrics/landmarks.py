@@ -10,20 +10,17 @@ import math
 
 import numpy as np
 
+from talkbench import facemesh as fm
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import paired_mask, reference_of
 
-#: MediaPipe FACEMESH_LIPS: the 20 outer and 20 inner lip contour points (40 in all)
-LIPS_OUTER: tuple[int, ...] = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39,
-                               40, 185)
-LIPS_INNER: tuple[int, ...] = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81,
-                               80, 191)
-LIPS: tuple[int, ...] = LIPS_OUTER + LIPS_INNER
-INNER_UPPER, INNER_LOWER = 13, 14  # mid points of the inner upper and lower lip
+# the point sets, by their names here; the indices are talkbench.facemesh's (one owner)
+LIPS_OUTER, LIPS_INNER, LIPS = fm.LIPS_OUTER, fm.LIPS_INNER, fm.LIPS  # FACEMESH_LIPS: 20 + 20 contour points
+INNER_UPPER, INNER_LOWER = fm.INNER_UPPER_LIP, fm.INNER_LOWER_LIP  # mid points of the inner upper and lower lip
 #: vertically opposite inner-lip points: the mid pair and its neighbours on either side
-INNER_LIP_PAIRS: tuple[tuple[int, int], ...] = ((INNER_UPPER, INNER_LOWER), (82, 87), (312, 317))
-MOUTH_LEFT, MOUTH_RIGHT = 61, 291  # mouth corners
-EYE_OUTER_RIGHT, EYE_OUTER_LEFT = 33, 263  # outer eye corners (the subject's right and left)
+INNER_LIP_PAIRS: tuple[tuple[int, int], ...] = ((INNER_UPPER, INNER_LOWER), *fm.LATERAL_INNER_LIP_PAIRS[:2])
+MOUTH_LEFT, MOUTH_RIGHT = fm.MOUTH_CORNERS  # mouth corners (image left, right)
+EYE_OUTER_RIGHT, EYE_OUTER_LEFT = fm.RIGHT_EYE_OUTER, fm.LEFT_EYE_OUTER  # the subject's right and left
 
 
 def lmd_frames(gen: np.ndarray, ref: np.ndarray, reduce: str = "mean", points: tuple[int, ...] = LIPS) -> np.ndarray:
