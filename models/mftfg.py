@@ -501,7 +501,7 @@ def variant_name(options: MFTFGGenerateOptions | None, model_config: dict | None
 
 
 def _windows(model: MFTFG, inputs) -> np.ndarray:
-    from talkbench.models.features import mfcc_from_audio, mfcc_windows
+    from talkbench.pipelines.audio import mfcc_from_audio, mfcc_windows
     from talkbench.schema import FPS, SAMPLE_RATE
 
     if abs(inputs.fps - FPS) > 1e-6:
