@@ -9,6 +9,7 @@ the same decoder, tracker and warp.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,11 +22,11 @@ from talkbench.config import format_validation_error
 from talkbench.errors import ClipError, TalkbenchError
 from talkbench.io import stable_hash
 
-#: ground truth aligned once per process: (settings hash, path, size, mtime) -> AlignedVideo. An LRU of
+#: ground truth aligned once per process: (settings hash, path, size, mtime, frames digest) -> AlignedVideo. An LRU of
 #: GT_CACHE_CLIPS clips (~5 MB each at 128 px crops), so scoring several submissions on one task
 #: processes each ground-truth clip once.
 GT_CACHE_CLIPS = 64
-_GT_CACHE: OrderedDict[tuple[str, str, int, int], AlignedVideo] = OrderedDict()
+_GT_CACHE: OrderedDict[tuple[str, str, int, int, str | None], AlignedVideo] = OrderedDict()
 
 
 class Preprocessor:
@@ -79,10 +80,15 @@ class Preprocessor:
         return read_av(source, fps=self.fps, sample_rate=self.sample_rate).frames
 
     def ground_truth(self, source: str | Path, frames: np.ndarray | None = None) -> AlignedVideo:
-        """The aligned source video (decoded here unless ``frames`` are given), memoised per process."""
+        """The aligned source video (decoded here unless ``frames`` are given), memoised per process.
+
+        Given frames are part of the key (by content): a personalized task's ground truth is only the
+        part of the source after its fine-tuning frames, which must not be served the whole clip's entry.
+        """
         path = Path(source).resolve()
         st = path.stat()
-        key = (self.settings_hash, str(path), st.st_size, st.st_mtime_ns)
+        content = None if frames is None else hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest()
+        key = (self.settings_hash, str(path), st.st_size, st.st_mtime_ns, content)
         if key in _GT_CACHE:
             _GT_CACHE.move_to_end(key)
             return _GT_CACHE[key]
