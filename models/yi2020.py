@@ -209,9 +209,8 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
     has_head = "head" in names and "head_matrix" in names  # schema >= 1.1; older shards: face crops only
     cols = ["face_found", "landmarks", "yaw", "pitch", "roll", "tx", "ty", "tz", "mfcc", "face", "align_matrix"]
     cols += ["head", "head_matrix"] if has_head else []
-    clips = {c["clip_id"]: c for c in pq.read_table(Path(root) / "clips.parquet",
-                                                     columns=["clip_id", "speaker_id", "source_height",
-                                                              "source_width", "rotation"]).to_pylist()}
+    clips = {c["clip_id"]: c for c in index.reader.clips(["clip_id", "speaker_id", "source_height",
+                                                           "source_width", "rotation"]).to_pylist()}
     fov = float((index.manifest.get("config") or {}).get("pose", {}).get("vertical_fov_deg", 63.0))
     out = []
     for unit in index.units(split, list(statuses))[:max_clips]:
