@@ -34,12 +34,10 @@ def lower_face_masks(frames: np.ndarray, pre: Any) -> np.ndarray:
     import cv2
 
     from talkbench.models.face_regions import LOWER_FACE_POLYGON_68, MP_TO_68
-    from talkbench.pipelines.face import process_frames
-
-    out = process_frames(frames, pre.fps, pre.cfg.landmarks, pre.cfg.align, pre.cfg.pose, tracker=pre._tracker_for_run())
+    track = pre.face.process(frames, aus=False)  # the task's face settings, the run's MediaPipe graph
     t, h, w = frames.shape[:3]
     masks = np.ones((t, h, w), np.uint8)
-    lm = np.asarray(out["landmarks"], np.float64)
+    lm = np.asarray(track.landmarks, np.float64)
     for i in range(t):
         pts = lm[i, list(MP_TO_68)][list(LOWER_FACE_POLYGON_68), :2]
         if np.isfinite(pts).all():

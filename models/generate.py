@@ -182,9 +182,7 @@ def dub_with(gen: CheckpointGenerator, masked_frames: np.ndarray, masks: np.ndar
     warp the crops back and keep them only inside the masks. Returns full frames (T, H, W, 3) uint8."""
     import cv2
 
-    from talkbench.pipelines.face import process_frames
-    from talkbench.pipelines.stages.align import AlignConfig
-    from talkbench.pipelines.stages.landmarks import LandmarksConfig
+    from talkbench.pipelines.face import FaceProcessor, FaceSettings
 
     if gen.model is None:
         gen.setup()
@@ -192,8 +190,10 @@ def dub_with(gen: CheckpointGenerator, masked_frames: np.ndarray, masks: np.ndar
     if frames.ndim != 4 or masks.shape != frames.shape[:3]:
         raise ValueError(f"dub needs (T, H, W, 3) frames and (T, H, W) masks, got {frames.shape} / {masks.shape}")
     n, h, w = frames.shape[:3]
-    align = AlignConfig.model_validate(gen.pipeline_cfg.get("align", {}))
-    out = process_frames(frames, fps, LandmarksConfig.model_validate(gen.pipeline_cfg.get("landmarks", {})), align)
+    settings = FaceSettings.model_validate({k: gen.pipeline_cfg.get(k, {}) for k in ("landmarks", "align")})
+    align = settings.align
+    with FaceProcessor(settings, fps) as face:
+        out = face.process(frames, aus=False).as_dict()
     found = np.asarray(out["face_found"], bool)
     if not found.any():
         raise ValueError("no face found in the masked target frames")

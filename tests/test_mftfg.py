@@ -335,18 +335,17 @@ def test_dubbing_masks_cover_the_lower_face_of_a_real_frame(fixtures_dir):
     from talkbench.benchmark.dubbing import composite, lower_face_masks, masked_frames
     from talkbench.benchmark.tasks import TaskManifest
     from talkbench.media import read_av
-    from talkbench.pipelines.face import process_frames
+    from talkbench.pipelines.face import FaceProcessor, FaceSettings, process_frames
 
     frames = read_av(GRID / "lbax4n.mpg", fps=25).frames[:3]
 
     class Pre:  # the evaluator's Preprocessor surface the mask needs, with the default face settings
         fps = 25.0
-        cfg = __import__("talkbench.pipelines.config", fromlist=["PipelineConfig"]).PipelineConfig()
+        face = FaceProcessor(FaceSettings(), 25.0)
 
-        def _tracker_for_run(self):
-            return None
-
-    masks = lower_face_masks(frames, Pre())
+    pre = Pre()
+    masks = lower_face_masks(frames, pre)
+    pre.face.close()
     lm = process_frames(frames, 25.0)["landmarks"]
     nose_y, chin_y = lm[:, 1, 1], lm[:, 152, 1]  # MediaPipe nose tip, chin
     ys = np.nonzero(masks[0])[0]
