@@ -62,8 +62,14 @@ def png_named_mp4(path: Path) -> Path:
 def as_nobody(fn, *args) -> str:
     """Run ``fn(*args)`` in a forked child with uid/gid 65534; return what it returned or raised.
 
-    Tests run as root, and root reads a mode-000 file; an unprivileged child is the real case.
+    Tests run as root, and root reads a mode-000 file; an unprivileged child is the real case. Run by
+    a user that is not root, the call is made in this process (that user cannot read it either).
     """
+    if os.geteuid() != 0:
+        try:
+            return f"ok {fn(*args)!r}"
+        except ClipError as e:
+            return f"{e.kind} {e.message}"
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
