@@ -68,6 +68,15 @@ class Entry:
     def values(self) -> dict[str, tuple[float, float, float]]:
         return {k: self.value(k) for k in self.record.aggregates}
 
+    @property
+    def is_reference(self) -> bool:
+        """The ground truth itself: shown as the reference row, never ranked against the submissions."""
+        return self.record.submission.role == "reference"
+
+    @property
+    def flags(self) -> dict[str, int]:
+        return self.record.flags
+
 
 @dataclass
 class Board:
@@ -79,6 +88,22 @@ class Board:
     entries: list[Entry] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)  # metric names unavailable in some run
     skipped: list[str] = field(default_factory=list)  # runs without a readable record, with the reason
+    ranks: dict[str, bool] = field(default_factory=dict)  # key -> may it order the board
+    flags: list[str] = field(default_factory=list)  # integrity flags recorded by the runs
+
+    @property
+    def reference(self) -> Entry | None:
+        return next((e for e in self.entries if e.is_reference), None)
+
+    def rank(self, entry: Entry) -> int | None:
+        """1-based rank among the competitors (the reference row has none)."""
+        competitors = [e for e in self.entries if not e.is_reference]
+        return competitors.index(entry) + 1 if entry in competitors else None
+
+    def delta(self, entry: Entry, key: str) -> float:
+        """entry's value minus the reference row's (NaN without a reference)."""
+        ref = self.reference
+        return entry.value(key)[0] - ref.value(key)[0] if ref is not None else math.nan
 
     def reasons(self) -> dict[str, str]:
         """Metric name -> why it is unavailable (first run that says so)."""
@@ -151,6 +176,9 @@ def load_board(task: str, thumbnails: bool = False) -> Board:
             skipped.append(str(e))
             continue
         entry = Entry(run_id=run.info.run_id, record=record, start_time=int(run.info.start_time // 1000))
+        if record.n_clips_ok == 0:  # never logged by this version; refuse older ones too
+            skipped.append(f"run {run.info.run_id} ({record.submission.name}): no clip was scored")
+            continue
         if thumbnails:
             entry.thumbnail = _thumbnail(entry.run_id)
         entries.append(entry)
@@ -159,9 +187,15 @@ def load_board(task: str, thumbnails: bool = False) -> Board:
                              + (f" ({skipped[0]})" if skipped else ""))
     primary = exp.tags.get("talkbench.primary_metric") or entries[0].record.task.primary_metric
     directions: dict[str, str] = {}
+    ranks: dict[str, bool] = {}
     for e in entries:
         for k, d in e.record.directions.items():
             directions.setdefault(k, d)
+        for k, r in e.record.ranks.items():
+            ranks.setdefault(k, r)
+    if primary in ranks and not ranks[primary]:
+        raise TalkbenchError(f"task {ref}: its primary metric {primary!r} may not rank submissions (it does not "
+                             "separate good from bad output); re-create the task with another --primary-metric")
     all_keys = sorted({k for e in entries for k in e.record.aggregates if k not in BOOKKEEPING_METRICS})
     keys = [k for k in all_keys if not DETAIL_KEY.match(k) or k == primary]
     if primary in keys:
@@ -169,8 +203,11 @@ def load_board(task: str, thumbnails: bool = False) -> Board:
         keys.insert(0, primary)
     board = Board(task=ref, primary=primary, directions=directions, keys=keys,
                   detail_keys=[k for k in all_keys if k not in keys],
-                  unavailable=sorted({m for e in entries for m in e.unavailable}), skipped=skipped)
-    board.entries = sort_entries(entries, primary, directions.get(primary, "higher"))
+                  unavailable=sorted({m for e in entries for m in e.unavailable}), skipped=skipped,
+                  ranks=ranks, flags=sorted({f for e in entries for f in e.flags}))
+    refs = [e for e in entries if e.is_reference]
+    board.entries = refs + sort_entries([e for e in entries if not e.is_reference], primary,
+                                        directions.get(primary, "higher"))
     return board
 
 

@@ -78,6 +78,8 @@ def register(sub: Any, perf_sub: Any) -> None:
     lb.add_argument("--format", choices=["md", "html", "csv"], default="md")
     lb.add_argument("--out", default=None, help="output file (default reports/leaderboards/<task>.<format>)")
     lb.add_argument("--tracking-uri", default=None)
+    lb.add_argument("--relative", action="store_true", help="Markdown: show each value's difference to the "
+                    "ground-truth reference row (the CSV always has <metric>_minus_reference columns)")
     lb.set_defaults(handler=_leaderboard)
 
 
@@ -111,15 +113,16 @@ def _run(args: argparse.Namespace) -> int:
     from talkbench.benchmark.leaderboard import summary_text
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    results = run_submissions(args.task, args.submission, name=args.name, tracking_uri=args.tracking_uri,
-                              rerun=args.rerun, metrics=metrics, outputs_dir=args.outputs_dir,
-                              length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device,
-                              keep_videos=not args.no_keep_videos, allow_code=args.allow_code)
-    for result, run_id in results:
-        assert result.record is not None  # the harness builds it
+    def show(result: Any, run_id: str | None) -> None:
         print(summary_text(result.record))
-        print(f"  MLflow run {run_id}; results in {result.results_dir}"
-              + (" (with the generated videos)" if result.videos_dir else ""))
+        if run_id:
+            print(f"  MLflow run {run_id}; results in {result.results_dir}"
+                  + (" (with the generated videos)" if result.videos_dir else ""))
+
+    run_submissions(args.task, args.submission, name=args.name, tracking_uri=args.tracking_uri,
+                    rerun=args.rerun, metrics=metrics, outputs_dir=args.outputs_dir,
+                    length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device,
+                    keep_videos=not args.no_keep_videos, allow_code=args.allow_code, on_result=show)
     return 0
 
 
@@ -142,7 +145,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from talkbench.benchmark.leaderboard import to_markdown, write_leaderboard
 
     runs.use_tracking(args.tracking_uri)
-    path, board = write_leaderboard(args.task, args.format, args.out)
+    path, board = write_leaderboard(args.task, args.format, args.out, relative=args.relative)
     if args.format != "md":
         print(to_markdown(board))
     else:

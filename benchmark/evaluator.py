@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from talkbench.benchmark.artifacts import VideoKeeper, face_grid
+from talkbench.benchmark.integrity import FLAGS, check_clip
 from talkbench.benchmark.metrics.aggregate import aggregate
 from talkbench.benchmark.metrics.base import METRICS, ClipPair, Metric
 from talkbench.benchmark.preprocess import Preprocessor
@@ -61,6 +62,15 @@ class EvalResult:
     @property
     def n_failed(self) -> int:
         return len(self.rows) - self.n_ok
+
+    @property
+    def flags(self) -> dict[str, int]:
+        """Flag name -> number of scored clips carrying it (every known flag, zero included)."""
+        return {f: sum(bool(r.get(f"flag.{f}")) for r in self.rows if r["status"] == "ok") for f in FLAGS}
+
+    @property
+    def flag_rules(self) -> dict[str, str]:
+        return dict(FLAGS)
 
     @property
     def directions(self) -> dict[str, str]:
@@ -208,7 +218,7 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
     pair = ClipPair(clip_id=item.clip_id, generated=generated, reference=reference, audio=item.audio,
                     sample_rate=item.sample_rate,
                     reference_image=ref_aligned.faces[item.clip.reference_frame])
-    row.update(status="ok", face_found_ratio=float(generated.face_found.mean()))
+    row.update(status="ok", face_found_ratio=float(generated.face_found.mean()), **check_clip(pair))
     for name, metric in metrics.items():
         try:
             values = metric.update(pair)

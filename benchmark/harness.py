@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from talkbench.benchmark import runs
@@ -28,11 +29,16 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
                     rerun: bool = False, metrics: list[str] | None = None, outputs_dir: str | Path | None = None,
                     length_tolerance: int = 1, tasks_dir: str | Path | None = None, device: str | None = None,
                     log_to_mlflow: bool = True, keep_videos: bool = True,
-                    names: dict[str, str] | None = None, allow_code: bool = True) -> list[tuple[EvalResult, str | None]]:
+                    names: dict[str, str] | None = None, allow_code: bool = True,
+                    on_result: Callable[[EvalResult, str | None], None] | None = None
+                    ) -> list[tuple[EvalResult, str | None]]:
     """Score each submission on the task (ground truth processed once), log one MLflow run each.
 
     Duplicates are checked for every submission BEFORE any scoring, so a refused rerun costs nothing.
     ``names``: spec -> display name, to name several submissions at once (``name`` names a single one).
+    A submission with no scored clip (empty folder, every clip failed) is never logged (so it never
+    reaches a leaderboard); the others are, and then :class:`NothingScoredError` names it.
+    ``on_result(result, run_id)`` is called as each submission finishes.
     """
     if name and len(specs) > 1:
         raise TalkbenchError("--name names one submission; give one --submission with it")
@@ -58,14 +64,19 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
             runs.write_run_folder(result, folder)
             result.results_dir = folder
             run_id = None
-            if log_to_mlflow:
+            if log_to_mlflow and result.n_ok > 0:  # nothing scored: kept on disk, never logged or ranked
                 run_id = runs.log_folder(folder, rerun=rerun, supersedes=supersedes[i],
                                          videos_dir=result.videos_dir)
             out.append((result, run_id))
+            if on_result is not None:
+                on_result(result, run_id)
     finally:
         pre.close()
         for sub in subs:
             sub.close()
+    nothing = [r for r, _ in out if r.n_ok == 0]
+    if nothing:
+        raise NothingScoredError(nothing)
     return out
 
 
@@ -81,3 +92,15 @@ def run_folder(base: Path, name: str) -> Path:
     except OSError as e:
         raise TalkbenchError(f"cannot create the output folder {folder}: {e.strerror or e}") from None
     return folder
+
+
+class NothingScoredError(TalkbenchError):
+    """One or more submissions had no clip scored; they were not logged. ``empty`` holds their results."""
+
+    def __init__(self, empty: list[EvalResult]):
+        parts = []
+        for r in empty:
+            first = next((f"{x['error_kind']}: {x['error']}" for x in r.rows if x["status"] != "ok"), "no clips")
+            parts.append(f"{r.submission.name!r} ({len(r.rows)} clips, first error {first})")
+        super().__init__("no clip could be scored for " + "; ".join(parts) + "; not logged, not on any leaderboard")
+        self.empty = empty

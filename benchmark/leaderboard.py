@@ -36,10 +36,32 @@ def cell(entry: Entry, key: str) -> str:
     return _fmt(v) if math.isnan(lo) else f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def relative_cell(board: Board, entry: Entry, key: str) -> str:
+    """The value and its difference to the reference row: "12.3 (Δ -0.4)"; the reference shows its value."""
+    d = board.delta(entry, key)
+    base = cell(entry, key)
+    return base if entry.is_reference or math.isnan(d) else f"{base} (Δ {d:+.3g})"
+
+
 def _header(board: Board, key: str) -> str:
     arrow = ARROW.get(board.directions.get(key, ""), "")
     star = " (primary)" if key == board.primary else ""
-    return f"{key} {arrow}{star}".strip()
+    info = " (not ranked)" if arrow and not board.ranks.get(key, True) else ""
+    return f"{key} {arrow}{star}{info}".strip()
+
+
+def _rank_cell(board: Board, e: Entry) -> str:
+    r = board.rank(e)
+    return "ref" if r is None else str(r)
+
+
+def _name_cell(e: Entry) -> str:
+    return e.submission + (" (reference: ground truth)" if e.is_reference else "")
+
+
+def _flags_cell(e: Entry) -> str:
+    on = {f: n for f, n in e.flags.items() if n}
+    return ", ".join(f"{f} {n}/{e.n_ok}" for f, n in on.items()) or "—"
 
 
 def _coverage(e: Entry) -> str:
@@ -51,12 +73,13 @@ def _unavailable_cell(entry: Entry, metric: str) -> str:
     return "unavailable" if metric in entry.unavailable else "ok"
 
 
-def _md_table(board: Board, keys: list[str], extra: list[str]) -> list[str]:
-    cols = ["rank", "submission", "clips"] + [_header(board, k) for k in keys] + extra
+def _md_table(board: Board, keys: list[str], extra: list[str], relative: bool = False) -> list[str]:
+    show = relative_cell if relative else (lambda _b, e, k: cell(e, k))
+    cols = ["rank", "submission", "clips", "flags"] + [_header(board, k) for k in keys] + extra
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for i, e in enumerate(board.entries, 1):
-        cells = [str(i), e.submission.replace("|", "\\|"), _coverage(e)] + [cell(e, k) for k in keys]
-        cells += [_unavailable_cell(e, m) for m in extra]
+    for e in board.entries:
+        cells = [_rank_cell(board, e), _name_cell(e).replace("|", "\\|"), _coverage(e), _flags_cell(e)]
+        cells += [show(board, e, k) for k in keys] + [_unavailable_cell(e, m) for m in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -64,12 +87,15 @@ def _md_table(board: Board, keys: list[str], extra: list[str]) -> list[str]:
 def _intro(board: Board) -> str:
     return (f"Sorted by **{board.primary}** ({board.directions.get(board.primary, '?')} is better). Values: mean "
             "[bootstrap 95 % CI] over the scored clips; clips = scored/total (failed clips are excluded and "
-            "counted). ↑ higher is better, ↓ lower is better.")
+            "counted). ↑ higher is better, ↓ lower is better; \"not ranked\" metrics are shown but order nothing. "
+            "The ground truth is the reference row (ref), not a competitor. flags: integrity flags per clip "
+            "(suspect_copy: the mouth is a near-copy of the ground truth).")
 
 
-def to_markdown(board: Board) -> str:
+def to_markdown(board: Board, relative: bool = False) -> str:
+    """``relative``: each value also shows its difference to the reference (ground-truth) row."""
     lines = [f"# Leaderboard: {board.task}", "", _intro(board), ""]
-    lines += _md_table(board, board.keys, board.unavailable)
+    lines += _md_table(board, board.keys, board.unavailable, relative)
     if board.unavailable:
         lines += ["", "Unavailable metrics:"]
         reasons = board.reasons()
@@ -85,16 +111,26 @@ def to_csv(board: Board) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     keys = board.keys + board.detail_keys
-    header = ["rank", "submission", "spec", "run_id", "n_clips_ok", "n_clips"]
+    has_ref = board.reference is not None
+    header = ["rank", "role", "submission", "spec", "run_id", "n_clips_ok", "n_clips"]
+    header += [f"flags.{f}" for f in board.flags]
     for k in keys:
-        header += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_direction"]
+        header += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_direction", f"{k}_ranks"]
+        header += [f"{k}_minus_reference"] if has_ref else []
     header += [f"unavailable.{m}" for m in board.unavailable]
     w.writerow(header)
-    for i, e in enumerate(board.entries, 1):
-        row: list[Any] = [i, e.submission, e.spec, e.run_id, e.n_ok, e.n_clips]
+    for e in board.entries:
+        rank = board.rank(e)
+        row: list[Any] = ["" if rank is None else rank, "reference" if e.is_reference else "competitor",
+                          e.submission, e.spec, e.run_id, e.n_ok, e.n_clips]
+        row += [e.flags.get(f, 0) for f in board.flags]
         for k in keys:
             v, lo, hi = e.value(k)
             row += ["" if math.isnan(x) else repr(x) for x in (v, lo, hi)] + [board.directions.get(k, "")]
+            row += [str(board.ranks.get(k, False)).lower()]
+            if has_ref:
+                d = board.delta(e, k)
+                row += ["" if math.isnan(d) else repr(d)]
         row += [e.unavailable.get(m, "") for m in board.unavailable]
         w.writerow(row)
     return buf.getvalue()
@@ -142,11 +178,11 @@ def _img(png: bytes, alt: str, cls: str = "") -> str:
 
 def _html_table(board: Board, keys: list[str], with_extras: bool) -> str:
     esc = html.escape
-    heads = ["#", "submission", "clips"] + (["sample: generated / ground truth"] if with_extras else [])
+    heads = ["#", "submission", "clips", "flags"] + (["sample: generated / ground truth"] if with_extras else [])
     heads += [_header(board, k) for k in keys] + (board.unavailable if with_extras else [])
     rows = []
-    for i, e in enumerate(board.entries, 1):
-        cells = [str(i), esc(e.submission), esc(_coverage(e))]
+    for e in board.entries:
+        cells = [_rank_cell(board, e), esc(_name_cell(e)), esc(_coverage(e)), esc(_flags_cell(e))]
         if with_extras:
             cells.append(_img(e.thumbnail, f"{e.submission} sample", "thumb") if e.thumbnail else "—")
         cells += [esc(cell(e, k)) for k in keys]
@@ -184,12 +220,13 @@ th {{ background: #f3f3f3; }} .na {{ color: #a33; }} img.thumb {{ height: 90px; 
 """
 
 
-def write_leaderboard(task: str, fmt: str = "md", out: str | Path | None = None) -> tuple[Path, Board]:
+def write_leaderboard(task: str, fmt: str = "md", out: str | Path | None = None,
+                      relative: bool = False) -> tuple[Path, Board]:
     """Render the task's leaderboard to ``out`` (default reports/leaderboards/<task>.<fmt>)."""
     if fmt not in ("md", "html", "csv"):
         raise TalkbenchError(f"--format {fmt!r}: allowed: md, html, csv")
     board = load_board(task, thumbnails=fmt == "html")
-    text = {"md": to_markdown, "html": to_html, "csv": to_csv}[fmt](board)
+    text = to_markdown(board, relative) if fmt == "md" else {"html": to_html, "csv": to_csv}[fmt](board)
     path = Path(out) if out else DEFAULT_DIR / f"{board.task.replace('@', '-v')}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -208,6 +245,9 @@ def summary_text(record: RunRecord, clip_errors: int = 10) -> str:
         lines.append(f"  {key:<24}{arrow} {agg.value:.4g}{ci}{undefined}")
     for name, reason in sorted(record.unavailable.items()):
         lines.append(f"  {name:<24}  {reason}")
+    for flag, n in record.flags.items():
+        if n:
+            lines.append(f"  FLAG {flag}: {n}/{record.n_clips_ok} clips ({record.flag_rules.get(flag, '')})")
     for f in record.clip_errors[:clip_errors]:
         lines.append(f"  clip {f.clip_id}: {f.error_kind}: {f.error}")
     if len(record.clip_errors) > clip_errors:

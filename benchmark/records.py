@@ -71,6 +71,7 @@ class MetricRecord(_Model):
     corpus_level: bool = False
     weights: dict[str, str] = Field(default_factory=dict)  # weights name -> sha256
     directions: dict[str, Direction] = Field(default_factory=dict)  # public value key -> better direction
+    ranks: dict[str, bool] = Field(default_factory=dict)  # public value key -> may it order a leaderboard
 
 
 class TaskInfo(_Model):
@@ -88,10 +89,15 @@ class TaskInfo(_Model):
         return f"{self.name}@{self.version}"
 
 
+#: submission specs that are the ground truth itself: a reference row on the leaderboard, never a competitor
+REFERENCE_SPECS = ("builtin:ground-truth",)
+
+
 class SubmissionInfo(_Model):
     name: str
     spec: str
     hash: str
+    role: Literal["competitor", "reference"] = "competitor"
     meta: dict[str, str] = Field(default_factory=dict)
     problems: list[dict[str, str]] = Field(default_factory=list)
 
@@ -158,6 +164,8 @@ class RunRecord(_Model):
     unavailable: dict[str, str] = Field(default_factory=dict)  # metric name -> reason
     clip_errors: list[ClipFailure] = Field(default_factory=list)
     metric_errors: list[MetricFailure] = Field(default_factory=list)
+    flags: dict[str, int] = Field(default_factory=dict)  # integrity flag -> clips flagged (benchmark/integrity.py)
+    flag_rules: dict[str, str] = Field(default_factory=dict)  # integrity flag -> what it means, with its threshold
 
     # -- derived views --------------------------------------------------------------------------
     @property
@@ -171,6 +179,10 @@ class RunRecord(_Model):
     @property
     def directions(self) -> dict[str, Direction]:
         return {k: d for m in self.metrics.values() for k, d in m.directions.items()}
+
+    @property
+    def ranks(self) -> dict[str, bool]:
+        return {k: r for m in self.metrics.values() for k, r in m.ranks.items()}
 
     def mlflow_params(self) -> dict[str, str]:
         """Flat MLflow params (everything that can change a number), derived from the record."""
@@ -204,6 +216,7 @@ class RunRecord(_Model):
                 out[f"{key}_ci_high"] = agg.ci_high
         out.update(n_clips=self.n_clips, n_clips_ok=self.n_clips_ok, n_clips_failed=self.n_clips_failed,
                    coverage=self.coverage, elapsed_s=self.elapsed_s)
+        out.update({f"flags.{k}": float(v) for k, v in self.flags.items()})
         return out
 
     # -- JSON ----------------------------------------------------------------------------------
@@ -236,6 +249,7 @@ class RunRecord(_Model):
                           n_clips=len(task.clips), primary_metric=task.primary_metric,
                           shards_config_hash=task.shards_config_hash),
             submission=SubmissionInfo(name=sub.name, spec=sub.spec, hash=sub.identity_hash,
+                                      role="reference" if sub.spec in REFERENCE_SPECS else "competitor",
                                       meta={k: str(v) for k, v in sub.meta.items()},
                                       problems=[{k: str(v) for k, v in p.items()} for p in sub.problems]),
             provenance=provenance, missing_policy=result.missing_policy, length_tolerance=length_tolerance,
@@ -245,4 +259,5 @@ class RunRecord(_Model):
             clip_errors=[ClipFailure(clip_id=r["clip_id"], error_kind=r.get("error_kind"), error=r.get("error"))
                          for r in result.rows if r["status"] != "ok"],
             metric_errors=[MetricFailure(**e) for e in result.metric_errors],
+            flags=result.flags, flag_rules=result.flag_rules,
         )

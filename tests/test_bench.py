@@ -163,6 +163,21 @@ def test_static_frame_scores_below_ground_truth(builtin_results):
         assert v < _values(gt, "ssim")[clip]
     for clip, v in _values(static, "lmd").items():
         assert v > _values(gt, "lmd")[clip] + 0.1
+    # a still face no longer wins on motion: jitter is judged as the gap to the real face's own motion
+    for key in ("jitter_vel_gap", "jitter_acc_gap"):
+        assert gt.aggregates[key].value == 0.0 < static.aggregates[key].value
+    assert static.aggregates["jitter_vel"].value < gt.aggregates["jitter_vel"].value  # raw: still is "best"
+    assert gt.record.metrics["landmark-jitter"].ranks == {"jitter_vel_gap": True, "jitter_acc_gap": True,
+                                                            "jitter_vel": False, "jitter_acc": False}
+
+
+def test_ground_truth_copy_is_flagged_and_generators_are_not(builtin_results):
+    gt, _ = builtin_results["builtin:ground-truth"]
+    assert gt.flags == {"suspect_copy": 3} and gt.record.flags == {"suspect_copy": 3}
+    for spec in ("builtin:static-frame", "builtin:shifted?k=5"):
+        res, _ = builtin_results[spec]
+        assert res.flags == {"suspect_copy": 0}, spec
+        assert all(r["integrity.mouth_psnr"] < 36 for r in res.rows)
 
 
 #: av_xcorr_peak (the best correlation over offsets) barely depends on the offset; it still drops for the
@@ -394,6 +409,19 @@ def test_duplicate_runs_are_refused_or_replaced(bench_env, capsys):
     assert board.entries[0].run_id != old_run
 
 
+def test_empty_submission_fails_and_never_reaches_the_leaderboard(bench_env, tmp_path, capsys):
+    from talkbench.benchmark.board import load_board
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = [e.run_id for e in load_board("grid1").entries]
+    assert main(["bench", "run", "--task", "grid1", "--submission", str(empty), "--metrics", "lmd",
+                 "--no-keep-videos"]) == 2
+    err = capsys.readouterr().err
+    assert "no clip could be scored" in err and "missing" in err and "not logged" in err
+    assert [e.run_id for e in load_board("grid1").entries] == before
+
+
 def test_unpaired_task_scores_no_reference_metrics_only(bench_env):
     from talkbench.benchmark.evaluator import evaluate
     from talkbench.benchmark.submissions import load_submission
@@ -413,20 +441,27 @@ def test_leaderboard_orders_by_primary_metric(bench_env, builtin_results, tmp_pa
     board = load_board("grid3")
     assert board.primary == "lmd" and board.directions["lmd"] == "lower"
     order = [e.submission for e in board.entries]
-    assert order.index("builtin:ground-truth") == 0
+    assert order.index("builtin:ground-truth") == 0 and board.entries[0].is_reference  # the reference row
     assert set(order[1:3]) == {"builtin:static-frame", "builtin:shifted?k=5"}
+    assert board.rank(board.entries[0]) is None and board.rank(board.entries[1]) == 1
     md = tmp_path / "lb.md"
-    assert main(["bench", "leaderboard", "--task", "grid3", "--out", str(md)]) == 0
+    assert main(["bench", "leaderboard", "--task", "grid3", "--out", str(md), "--relative"]) == 0
     text = md.read_text()
-    assert "lmd ↓ (primary)" in text and "psnr ↑" in text
-    lines = [line for line in text.splitlines() if line.startswith("| 1 |")]
-    assert "builtin:ground-truth" in lines[0]
+    assert "lmd ↓ (primary)" in text and "psnr ↑" in text and "av_xcorr_peak ↑ (not ranked)" in text
+    ref_line = next(line for line in text.splitlines() if line.startswith("| ref |"))
+    assert "builtin:ground-truth (reference: ground truth)" in ref_line and "suspect_copy 3/3" in ref_line
+    first = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert "builtin:ground-truth" not in first and "(Δ +" in first  # values relative to the reference
     for name in builtin_results["builtin:ground-truth"][0].unavailable:
         assert f"`{name}`: " in text  # unavailable metrics listed with their reason
     out_csv = tmp_path / "lb.csv"
     assert main(["bench", "leaderboard", "--task", "grid3", "--format", "csv", "--out", str(out_csv)]) == 0
     rows = list(csv.DictReader(out_csv.read_text().splitlines()))
     assert rows[0]["submission"] == "builtin:ground-truth" and float(rows[0]["ssim"]) >= 0.99
+    assert rows[0]["role"] == "reference" and rows[0]["rank"] == "" and rows[0]["flags.suspect_copy"] == "3"
+    assert rows[1]["role"] == "competitor" and rows[1]["rank"] == "1" and rows[1]["flags.suspect_copy"] == "0"
+    assert float(rows[1]["ssim_minus_reference"]) == pytest.approx(float(rows[1]["ssim"]) - float(rows[0]["ssim"]))
+    assert rows[1]["av_xcorr_peak_ranks"] == "false" and rows[1]["lmd_ranks"] == "true"
     assert float(rows[1]["ssim_ci_low"]) <= float(rows[1]["ssim"]) <= float(rows[1]["ssim_ci_high"])
 
 

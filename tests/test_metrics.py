@@ -369,7 +369,7 @@ def test_head_pose_similarity() -> None:
     rng = np.random.default_rng(0)
     pose = rng.normal(0, 5, (50, 6))
     same = head_pose_similarity(pose, pose)
-    assert same == {"hs": 1.0, "pose_corr": pytest.approx(1.0), "pose_err_deg": 0.0}
+    assert same == {"hs": 1.0, "pose_corr": pytest.approx(1.0), "pose_corr_undefined": 0.0, "pose_err_deg": 0.0}
     shifted = pose.copy()
     shifted[:, 0] += 9.0  # 9 degrees of yaw -> 1 - 9/90
     out = head_pose_similarity(shifted, pose)

@@ -67,6 +67,7 @@ def aggregate(metrics: dict[str, Metric], rows: list[dict[str, Any]],
         for key, value in computed.items():
             public = names.get((name, key), key)
             record.directions[public] = metric.directions.get(key, "none")  # e.g. a signed offset: none
+            record.ranks[public] = record.directions[public] != "none" and key not in metric.unranked
             out.key_metric[public] = name
             out.renamed[f"{name}/{key}"] = public
             vals = np.array([r.get(f"{name}/{key}", np.nan) for r in ok], dtype=np.float64)

@@ -48,6 +48,9 @@ class Metric:
     #: "higher" or "lower" is better, per value key returned by score(); a key absent here is
     #: informational (e.g. a signed offset) and has no better/worse direction
     directions: ClassVar[dict[str, Literal["higher", "lower"]]] = {}
+    #: value keys that have a direction but must not rank submissions: they do not separate good from bad
+    #: (e.g. av_xcorr_peak barely moves under a 5-frame desync). Shown, never used to order a leaderboard.
+    unranked: ClassVar[frozenset[str]] = frozenset()
     requires_reference: ClassVar[bool] = True
     #: weights-store names this metric needs; missing weights make it unavailable, never zero
     weights: ClassVar[tuple[str, ...]] = ()

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from talkbench.benchmark.metrics.au import pearson
+from talkbench.benchmark.metrics.au import agreement_r, pearson
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
 from talkbench.benchmark.metrics.common import paired_mask, reference_of
 
@@ -25,14 +25,15 @@ def head_pose_similarity(gen_pose: np.ndarray, ref_pose: np.ndarray) -> dict[str
     if len(gen_pose) != len(ref_pose):
         raise ValueError(f"pose sequences differ in length: {len(gen_pose)} vs {len(ref_pose)}")
     if len(gen_pose) == 0:
-        return {"hs": math.nan, "pose_corr": math.nan, "pose_err_deg": math.nan}
+        return {"hs": math.nan, "pose_corr": math.nan, "pose_corr_undefined": 3.0, "pose_err_deg": math.nan}
     g = np.asarray(gen_pose, np.float64)[:, :3]
     r = np.asarray(ref_pose, np.float64)[:, :3]
     err = np.linalg.norm(g - r, axis=1)
-    corrs = np.array([pearson(g[:, k], r[:, k]) for k in range(3)])
+    corrs = np.array([agreement_r(g[:, k], r[:, k]) for k in range(3)])  # a frozen head: r = 0
     return {
         "hs": float((1.0 - np.minimum(err, HS_SCALE_DEG) / HS_SCALE_DEG).mean()),
         "pose_corr": float(np.nanmean(corrs)) if np.isfinite(corrs).any() else math.nan,
+        "pose_corr_undefined": float((~np.isfinite(corrs)).sum()),  # angles where the real head is constant
         "pose_err_deg": float(err.mean()),
     }
 
@@ -42,7 +43,7 @@ class HeadPose(Metric):
     """HS (1 - angular distance / 90 deg), per-angle Pearson r and mean angular error, generated vs real."""
 
     name = "head-pose"
-    variant = "hs-euler-l2-90deg+pearson"
+    variant = "hs-euler-l2-90deg+pearson-const0"
     directions = {"hs": "higher", "pose_corr": "higher", "pose_err_deg": "lower"}
 
     def score(self, pair: ClipPair) -> dict[str, float]:
