@@ -35,6 +35,9 @@ def register(sub: Any, perf_sub: Any) -> None:
                    help="personalized tasks: fine-tuning frames per clip (published: 300); clips need N + 25 frames")
     m.add_argument("--max-clips", type=int, default=None, help="first N usable clips by clip id")
     m.add_argument("--primary-metric", default=None, help="leaderboard ranking key (default: lmd for paired, av_xcorr_r0 for unpaired)")
+    m.add_argument("--geometry", choices=["full", "aligned"], default=None,
+                   help="frames submissions deliver: full = the source video's size (default; cropped with the "
+                   "ground truth's own transforms), aligned = S x S crops in the task's alignment")
     m.add_argument("--tasks-dir", default=None, help="default $TALKBENCH_TASKS_DIR or ./tasks")
     m.set_defaults(handler=_make_task)
 
@@ -87,7 +90,8 @@ def _make_task(args: argparse.Namespace) -> int:
     from talkbench.benchmark.tasks import build_task, save_task
 
     task = build_task(args.shards, args.name, split=args.split, kind=args.kind, max_clips=args.max_clips,
-                      primary_metric=args.primary_metric, personalize_frames=args.personalize_frames)
+                      primary_metric=args.primary_metric, personalize_frames=args.personalize_frames,
+                      geometry=args.geometry)
     stored, path, new = save_task(task, args.tasks_dir)
     state = "wrote" if new else "unchanged (same content as)"
     print(f"{state} task {stored.ref}: {len(stored.clips)} {stored.kind} clips from split {stored.split!r}, "

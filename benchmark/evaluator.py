@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from talkbench.benchmark.artifacts import VideoKeeper, face_grid
+from talkbench.benchmark.geometry import in_reference_geometry
 from talkbench.benchmark.integrity import FLAGS, check_clip
 from talkbench.benchmark.metrics.aggregate import aggregate
 from talkbench.benchmark.metrics.base import METRICS, ClipPair, Metric
@@ -67,6 +68,15 @@ class EvalResult:
     def flags(self) -> dict[str, int]:
         """Flag name -> number of scored clips carrying it (every known flag, zero included)."""
         return {f: sum(bool(r.get(f"flag.{f}")) for r in self.rows if r["status"] == "ok") for f in FLAGS}
+
+    @property
+    def geometry(self) -> dict[str, int]:
+        """Geometry variant (align-gt, aligned-crop, align-per-side) -> scored clips compared in it."""
+        out: dict[str, int] = {}
+        for r in self.rows:
+            if r["status"] == "ok" and r.get("geometry"):
+                out[r["geometry"]] = out.get(r["geometry"], 0) + 1
+        return out
 
     @property
     def flag_rules(self) -> dict[str, str]:
@@ -200,13 +210,8 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
             return row
     if keep is not None:
         keep.keep(item.clip_id, out.frames, item.fps, item.audio, item.sample_rate)
-    try:
-        generated = pre.align(out.frames)
-    except ClipError as e:
-        row.update(error_kind=e.kind, error=e.message)
-        return row
     reference = None
-    try:
+    try:  # the real side first: the generated AUs are measured from its neutral baseline
         if task.paired:
             gt_frames = out.inputs.ground_truth() if out.inputs.ground_truth else None
             reference = ref_aligned = pre.ground_truth(item.clip.ground_truth, gt_frames)
@@ -215,9 +220,27 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
     except ClipError as e:  # the task's side failed: the same for every submission, and recorded
         row.update(error_kind="reference_failed", error=f"{e.kind}: {e.message}")
         return row
+    try:
+        generated = pre.align(out.frames, au_reference=ref_aligned)
+    except ClipError as e:
+        row.update(error_kind=e.kind, error=e.message)
+        return row
+    identity = None
+    if item.clip.identity_source and "csim" in metrics:  # CSIM's identity: another clip of the speaker
+        try:
+            other = pre.ground_truth(item.clip.identity_source)
+            if other.face_found[item.clip.identity_frame]:
+                identity = other.faces[item.clip.identity_frame]
+        except (ClipError, IndexError) as e:
+            log.warning("clip %s: identity reference %s unusable (%s); CSIM uses the reference image",
+                        item.clip_id, item.clip.identity_clip, e)
+    if reference is not None:  # full-reference comparisons in the ground truth's geometry
+        generated, row["geometry"] = in_reference_geometry(out.frames, generated, reference,
+                                                           task.geometry or "full")
     pair = ClipPair(clip_id=item.clip_id, generated=generated, reference=reference, audio=item.audio,
                     sample_rate=item.sample_rate,
-                    reference_image=ref_aligned.faces[item.clip.reference_frame])
+                    reference_image=ref_aligned.faces[item.clip.reference_frame],
+                    identity_image=identity, extra={"geometry": row.get("geometry")})
     row.update(status="ok", face_found_ratio=float(generated.face_found.mean()), **check_clip(pair))
     for name, metric in metrics.items():
         try:

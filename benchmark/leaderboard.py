@@ -61,6 +61,8 @@ def _name_cell(e: Entry) -> str:
 
 def _flags_cell(e: Entry) -> str:
     on = {f: n for f, n in e.flags.items() if n}
+    if e.record.per_side_clips:  # compared in its own alignment: not in the task's declared geometry
+        on["align-per-side"] = e.record.per_side_clips
     return ", ".join(f"{f} {n}/{e.n_ok}" for f, n in on.items()) or "—"
 
 
@@ -89,7 +91,8 @@ def _intro(board: Board) -> str:
             "[bootstrap 95 % CI] over the scored clips; clips = scored/total (failed clips are excluded and "
             "counted). ↑ higher is better, ↓ lower is better; \"not ranked\" metrics are shown but order nothing. "
             "The ground truth is the reference row (ref), not a competitor. flags: integrity flags per clip "
-            "(suspect_copy: the mouth is a near-copy of the ground truth).")
+            "(suspect_copy: the mouth is a near-copy of the ground truth; align-per-side: clips whose frames fitted "
+            "neither task geometry, compared in their own alignment).")
 
 
 def to_markdown(board: Board, relative: bool = False) -> str:
@@ -112,7 +115,7 @@ def to_csv(board: Board) -> str:
     w = csv.writer(buf)
     keys = board.keys + board.detail_keys
     has_ref = board.reference is not None
-    header = ["rank", "role", "submission", "spec", "run_id", "n_clips_ok", "n_clips"]
+    header = ["rank", "role", "submission", "spec", "run_id", "n_clips_ok", "n_clips", "geometry"]
     header += [f"flags.{f}" for f in board.flags]
     for k in keys:
         header += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_direction", f"{k}_ranks"]
@@ -122,7 +125,8 @@ def to_csv(board: Board) -> str:
     for e in board.entries:
         rank = board.rank(e)
         row: list[Any] = ["" if rank is None else rank, "reference" if e.is_reference else "competitor",
-                          e.submission, e.spec, e.run_id, e.n_ok, e.n_clips]
+                          e.submission, e.spec, e.run_id, e.n_ok, e.n_clips,
+                          " ".join(f"{k}:{v}" for k, v in sorted(e.record.geometry.items()))]
         row += [e.flags.get(f, 0) for f in board.flags]
         for k in keys:
             v, lo, hi = e.value(k)

@@ -53,10 +53,13 @@ class Preprocessor:
         self.face = FaceProcessor(FaceSettings(landmarks=self.cfg.landmarks, align=self.cfg.align,
                                                pose=self.cfg.pose, au=self.cfg.au), self.fps)
 
-    def align(self, frames: np.ndarray, video: str | Path | None = None) -> AlignedVideo:
+    def align(self, frames: np.ndarray, video: str | Path | None = None,
+              au_reference: AlignedVideo | None = None) -> AlignedVideo:
         """Face tracking, alignment, pose and AUs for one clip's frames at the task fps.
 
         ``video``: the file the frames were decoded from, for AU backends that read videos (OpenFace).
+        ``au_reference``: the real clip whose neutral AU baseline this side's AUs are measured from (the
+        geometric backend; no per-side normalisation). OpenFace calibrates inside its binary, per video.
         """
         try:
             track = self.face.process(frames, aus=False)
@@ -67,11 +70,30 @@ class Preprocessor:
         face_found = np.asarray(track.face_found, bool)
         if not face_found.any():
             raise ClipError("no_face", f"no face found on any of {len(face_found)} frames")
-        aus = self.face.aus(len(frames), track.landmarks, track.face_found, video=video, frames=frames)
+        au_baseline = None
+        if self.cfg.au.backend == "geometric":  # both sides measured from the real clip's neutral face
+            from talkbench.pipelines.au import geometric
+
+            cal = self.face.ctx.resource(f"au_calibration:{self.cfg.au.calibration}",
+                                         lambda: geometric.Calibration.load(self.cfg.au.calibration))
+            au_baseline = geometric.feature_baselines(track.landmarks, face_found, cal)
+            base = au_reference.au_baseline if au_reference is not None and au_reference.au_baseline else au_baseline
+            aus = {k: np.asarray(v, np.float32)
+                   for k, v in geometric.estimate_aus(track.landmarks, face_found, cal, base).items()}
+        else:  # OpenFace calibrates inside its binary, per video
+            aus = self.face.aus(len(frames), track.landmarks, track.face_found, video=video, frames=frames)
+        # the exact float64 transforms the crops were warped with (align_matrix is stored as float32), so
+        # re-cropping the same frames with them reproduces the crops bit for bit
+        from talkbench.pipelines.face.align import alignment_matrices, mouth_matrices
+
+        face_m = alignment_matrices(track.landmarks, track.face_found, self.cfg.align, self.fps)
+        mouth_m = mouth_matrices(face_m, track.landmarks, track.face_found, self.cfg.align, self.fps)
         return AlignedVideo(
             faces=track.face_crop, mouths=track.mouth_crop,
             landmarks=np.asarray(track.landmarks_crop, np.float32), face_found=face_found,
-            pose=np.asarray(track.pose, np.float32), aus=aus, fps=self.fps)
+            pose=np.asarray(track.pose, np.float32), aus=aus, fps=self.fps,
+            align_matrix=face_m, mouth_matrix=mouth_m,
+            frame_hw=(int(frames.shape[1]), int(frames.shape[2])), au_baseline=au_baseline)
 
     # -- ground truth ------------------------------------------------------------------------
     def decode(self, source: str | Path) -> np.ndarray:

@@ -166,6 +166,13 @@ class RunRecord(_Model):
     metric_errors: list[MetricFailure] = Field(default_factory=list)
     flags: dict[str, int] = Field(default_factory=dict)  # integrity flag -> clips flagged (benchmark/integrity.py)
     flag_rules: dict[str, str] = Field(default_factory=dict)  # integrity flag -> what it means, with its threshold
+    #: geometry of the full-reference comparisons (benchmark/geometry.py) -> clips: align-gt / aligned-crop,
+    #: or align-per-side where the output fitted neither (marked on the leaderboard)
+    geometry: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def per_side_clips(self) -> int:
+        return self.geometry.get("align-per-side", 0)
 
     # -- derived views --------------------------------------------------------------------------
     @property
@@ -194,6 +201,7 @@ class RunRecord(_Model):
             "shards_config_hash": t.shards_config_hash or "none",
             "submission": s.name, "submission_spec": s.spec, "submission_hash": s.hash,
             "missing_policy": self.missing_policy, "length_tolerance": self.length_tolerance,
+            "geometry": ",".join(f"{k}:{v}" for k, v in sorted(self.geometry.items())) or "none",
             "submission_problems": len(s.problems),
             "talkbench_version": p.talkbench_version, "git_commit": p.git_commit or "unknown", "python": p.python,
             **{f"version.{k}": v for k, v in p.packages.items()},
@@ -259,5 +267,5 @@ class RunRecord(_Model):
             clip_errors=[ClipFailure(clip_id=r["clip_id"], error_kind=r.get("error_kind"), error=r.get("error"))
                          for r in result.rows if r["status"] != "ok"],
             metric_errors=[MetricFailure(**e) for e in result.metric_errors],
-            flags=result.flags, flag_rules=result.flag_rules,
+            flags=result.flags, flag_rules=result.flag_rules, geometry=result.geometry,
         )

@@ -53,6 +53,12 @@ class TaskClip(StrictModel):
     #: personalised tasks: the clip's first N frames (and their audio) are the fine-tuning material
     #: handed to ``personalize(frames, audio)``; the frames from N on are the target to generate
     personalize_frames: int | None = Field(None, ge=1)
+    #: CSIM's identity reference: a frame of ANOTHER clip of the same speaker, so repeating the handed-out
+    #: reference image cannot score identity ~1 (None when the speaker has no other usable clip: CSIM then
+    #: falls back to the handed-out image and counts it)
+    identity_clip: str | None = None
+    identity_frame: int | None = Field(None, ge=0)
+    identity_source: str | None = None
 
 
 class TaskManifest(StrictModel):
@@ -60,6 +66,10 @@ class TaskManifest(StrictModel):
     name: str
     version: int = Field(1, ge=1)
     kind: Literal["paired", "unpaired", "personalized", "dubbing"]
+    #: the geometry submissions' frames come in (benchmark/geometry.py): "full" = the source video's frame
+    #: size (cropped with the ground truth's own transforms), "aligned" = S x S crops in the task's
+    #: alignment. None (tasks made before it existed) reads as "full".
+    geometry: Literal["full", "aligned"] | None = None
     split: str
     shards: str  # absolute path of the prepared shards folder
     shards_config_hash: str | None = None  # from the shards' manifest.json, when present
@@ -77,9 +87,12 @@ class TaskManifest(StrictModel):
     def content_hash(self) -> str:
         """sha256 of everything but name, version, creation time and the hash itself."""
         data = self.model_dump(mode="json", exclude={"name", "version", "created_utc", "hash"})
-        for clip in data["clips"]:  # tasks made before personalised tasks existed keep their hashes
-            if clip.get("personalize_frames") is None:
-                clip.pop("personalize_frames", None)
+        if data.get("geometry") is None:  # tasks made before output geometries existed keep their hashes
+            data.pop("geometry", None)
+        for clip in data["clips"]:  # tasks made before these optional fields existed keep their hashes
+            for key in ("personalize_frames", "identity_clip", "identity_frame", "identity_source"):
+                if clip.get(key) is None:
+                    clip.pop(key, None)
         return stable_hash(data)
 
     @property
@@ -155,7 +168,7 @@ def _pair_unpaired(clips: list[dict[str, Any]]) -> list[tuple[dict[str, Any], di
 
 def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "paired",
                max_clips: int | None = None, primary_metric: str | None = None,
-               personalize_frames: int | None = None) -> TaskManifest:
+               personalize_frames: int | None = None, geometry: str | None = None) -> TaskManifest:
     """Select the usable clips of ``split`` (sorted by clip id, first ``max_clips``) into a manifest.
 
     ``kind="personalized"``: per clip with at least ``personalize_frames`` + 25 frames, the first
@@ -221,14 +234,17 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
         for ref, drv in _pair_unpaired(rows):
             clips.append(TaskClip(clip_id=f"{ref['clip_id']}__by__{drv['clip_id']}", audio_clip=drv["clip_id"],
                                   ground_truth=None, n_frames=int(drv["n_frames"]), **ref_fields(ref)))
+    n_identity = _choose_identity_references(clips, usable, input_root)
     task = TaskManifest(
-        name=name, kind=kind, split=split, shards=str(shards),
+        name=name, kind=kind, split=split, shards=str(shards), geometry=geometry,
         shards_config_hash=shards_manifest.get("config_hash"),
         primary_metric=primary_metric or DEFAULT_PRIMARY[kind], fps=fps, sample_rate=sample_rate,
         preprocessing=_preprocessing_from(shards_manifest),
         selection={"split": split, "statuses": list(USABLE_STATUSES), "order": "clip_id",
                    "max_clips": max_clips, "in_split": int(len(in_split)), "usable": n_usable,
                    "pairing": "next clip by another speaker" if kind == "unpaired" else "same clip",
+                   "identity_reference": f"identity frame of another clip of the same speaker: {n_identity} of "
+                                         f"{len(clips)} clips (the others: the handed-out reference image)",
                    **({"personalize_frames": personalize_frames, "too_short": too_short}
                       if kind == "personalized" else {}),
                    **({"dubbing_mask": _dubbing_mask_spec()} if kind == "dubbing" else {})},
@@ -241,6 +257,26 @@ def _dubbing_mask_spec() -> dict[str, Any]:
     from talkbench.benchmark.dubbing import MASK_SPEC
 
     return dict(MASK_SPEC)
+
+
+def _choose_identity_references(clips: list[TaskClip], usable: Any, input_root: str | None) -> int:
+    """Give each clip CSIM's identity reference: the identity frame of the first other usable clip (by clip
+    id) of the reference clip's speaker in the split. Returns how many clips got one."""
+    by_id = usable.set_index("clip_id")
+    found = 0
+    for clip in clips:
+        speaker = by_id.at[clip.reference_clip, "speaker_id"] if clip.reference_clip in by_id.index else None
+        if speaker is None:
+            continue
+        others = by_id[(by_id["speaker_id"] == speaker)
+                       & ~by_id.index.isin([clip.reference_clip, clip.audio_clip])].sort_index()
+        if others.empty:
+            continue
+        other_id, other = others.index[0], others.iloc[0]
+        clip.identity_clip, clip.identity_frame = str(other_id), int(other["identity_frame"])
+        clip.identity_source = resolve_source(str(other["source_path"]), input_root)
+        found += 1
+    return found
 
 
 def save_task(task: TaskManifest, root: str | Path | None = None) -> tuple[TaskManifest, Path, bool]:

@@ -6,6 +6,7 @@ calling the code under test twice.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -91,3 +92,86 @@ def test_a_frozen_mouth_or_head_scores_zero_correlation_instead_of_being_dropped
     hs = head_pose_similarity(np.zeros((4, 3)), real_pose)
     assert hs["pose_corr"] == 0.0 and hs["pose_corr_undefined"] == 2.0
     assert hs["pose_err_deg"] == pytest.approx(2.0)  # mean |pitch| = (0 + 2 + 4 + 2) / 4
+
+
+def test_a_misplaced_head_is_measured_not_realigned_away() -> None:
+    from talkbench.benchmark.geometry import head_placement_error, in_reference_geometry
+
+    s, t = 0.65, np.array([[-40.0], [-30.0]])  # GRID-like crop scale: 0.65 crop px per source px
+    real_m = np.tile(np.hstack([s * np.eye(2), t])[None], (4, 1, 1))
+    gen_m = real_m.copy()
+    gen_m[:, 0, 2] -= 12 * s  # the generated head sits 12 source px further right
+    pts = np.random.default_rng(0).uniform(10, 100, (4, 478, 3)).astype(np.float32)  # own-crop landmarks
+    real = dataclasses.replace(_video(4), align_matrix=real_m)
+    gen = dataclasses.replace(_video(4, landmarks=pts), align_matrix=gen_m)
+    # own crop -> source -> the real crop: every point moves by 12 px x 0.65 = 7.8 crop px
+    assert head_placement_error(gen, real) == pytest.approx(np.full(4, 12 * s))
+    assert head_placement_error(real, real) == pytest.approx(np.zeros(4))  # (landmarks 0: same transform)
+    # an "aligned" task: S x S crops are compared as they are; a frame of another size falls back, named
+    frames = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    mouth_m = real_m.copy()
+    mouth_m[:, :, 2] -= 5.0
+    ref = dataclasses.replace(_video(4), align_matrix=real_m, mouth_matrix=mouth_m, frame_hw=(48, 64))
+    out, variant = in_reference_geometry(frames, _video(4), ref, "aligned")
+    assert variant == "aligned-crop" and np.array_equal(out.faces, frames)
+    # the mouth crop of an aligned output is the ground truth's mouth box in crop space: here a 5 px shift
+    assert np.array_equal(out.mouths[:, :3, :3], frames[:, 5:8, 5:8])
+    assert in_reference_geometry(frames, _video(4), ref, "full")[1] == "align-per-side"  # 16x16 != 48x64
+
+
+def test_repeating_the_reference_image_no_longer_wins_identity() -> None:
+    import torch
+
+    from talkbench.benchmark.metrics.identity import CSIM
+
+    def embed(x: torch.Tensor) -> torch.Tensor:  # toy identity: per-channel means (and a constant)
+        return torch.cat([x.mean((2, 3)), torch.ones(len(x), 1)], 1)
+
+    metric = CSIM(device="cpu")
+    metric.net, metric._dev, metric._ready = embed, "cpu", True
+    rng = np.random.default_rng(0)
+    handed_out = rng.integers(0, 100, (112, 112, 3), dtype=np.uint8)  # a dark frame
+    other_clip = rng.integers(100, 256, (112, 112, 3), dtype=np.uint8)  # the same person, elsewhere: lighter
+    real = rng.integers(50, 200, (3, 112, 112, 3), dtype=np.uint8)
+    static = np.repeat(handed_out[None], 3, axis=0)  # builtin:static-frame
+    gen, ref = dataclasses.replace(_video(3), faces=static), dataclasses.replace(_video(3), faces=real)
+    old = metric.update(ClipPair("c", gen, ref, np.zeros(1), reference_image=handed_out))
+    assert old["csim"] == pytest.approx(1.0) and old["csim_identity_other_clip"] == 0.0  # the old gaming
+    new = metric.update(ClipPair("c", gen, ref, np.zeros(1), reference_image=handed_out, identity_image=other_clip))
+
+    def vec(img: np.ndarray) -> np.ndarray:
+        return np.append(img.reshape(-1, 3).astype(np.float64).mean(0) / 127.5 - 1.0, 1.0)
+
+    def cos(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    ident = vec(other_clip)
+    assert new["csim"] == pytest.approx(cos(vec(handed_out), ident), abs=1e-5) and new["csim"] < 0.9
+    assert new["csim_gt"] == pytest.approx(np.mean([cos(vec(f), ident) for f in real]), abs=1e-5)
+    assert new["csim_rel"] == pytest.approx(new["csim"] - new["csim_gt"]) and new["csim_identity_other_clip"] == 1.0
+
+
+def test_a_mouth_held_open_is_no_longer_normalised_away() -> None:
+    from talkbench.benchmark.metrics.au import au_agreement
+    from talkbench.pipelines.au import geometric
+
+    rng = np.random.default_rng(0)
+    face = rng.uniform(0, 100, (478, 3))  # a rigid face; the lower lip and chin move while "speaking"
+    lower = [14, 17, 87, 317, 178, 402, 152]
+    t = 60
+    opening = 6.0 * np.abs(np.sin(np.arange(t) / 3.0))  # px
+    real = np.repeat(face[None], t, axis=0)
+    real[:, lower, 1] += opening[:, None]
+    held = real.copy()
+    held[:, lower, 1] += 4.0  # the mouth held 4 px further open on every frame
+    found = np.ones(t, bool)
+    cal = geometric.Calibration.load()
+    real_aus = geometric.estimate_aus(real, found, cal)
+    own = geometric.estimate_aus(held, found, cal)  # the old per-side baseline: the offset vanishes
+    fair = geometric.estimate_aus(held, found, cal, baseline=geometric.feature_baselines(real, found, cal))
+    aus = ("AU25", "AU26")
+    mask = np.ones(t, bool)
+    gamed = au_agreement(own, real_aus, mask, aus)
+    honest = au_agreement(fair, real_aus, mask, aus)
+    assert gamed["au_mae"] < 0.05  # what the audit measured: MAE 0.005, r 1.0 for a constant 4 px offset
+    assert honest["au_mae"] > 5 * gamed["au_mae"] + 0.1

@@ -25,6 +25,14 @@ class AlignedVideo:
     pose: np.ndarray  # (T, 6) float32: yaw, pitch, roll (degrees), tx, ty, tz
     aus: dict[str, np.ndarray]  # "AU25" -> (T,) float32 intensities on the 0-5 scale
     fps: float = 25.0
+    #: the transforms this side was cropped with (source -> face crop, source -> mouth crop) and the
+    #: source frame size: the ground truth's are reused to crop the generated side (benchmark/geometry.py)
+    align_matrix: np.ndarray | None = None  # (T, 2, 3)
+    mouth_matrix: np.ndarray | None = None  # (T, 2, 3)
+    frame_hw: tuple[int, int] | None = None
+    #: this side's own neutral AU feature values (geometric backend): the generated side is measured from
+    #: the real clip's, never its own (no per-side normalisation)
+    au_baseline: dict[str, float] | None = None
 
 
 @dataclass
@@ -37,6 +45,8 @@ class ClipPair:
     audio: np.ndarray  # float32 mono driving audio
     sample_rate: int = 16_000
     reference_image: np.ndarray | None = None  # aligned identity face, (S, S, 3) uint8
+    #: CSIM's identity reference: an aligned frame of ANOTHER clip of the same speaker, when the task has one
+    identity_image: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
 
 

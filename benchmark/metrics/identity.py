@@ -43,11 +43,17 @@ def cosine_to_reference(embed: object, reference: np.ndarray, frames: np.ndarray
 
 @register_metric("csim")
 class CSIM(Metric):
-    """Identity similarity (ArcFace iresnet50 cosine) of the reference image vs each generated frame."""
+    """Identity similarity (ArcFace iresnet50 cosine) of an identity reference vs each generated frame.
+
+    The identity reference is a frame of ANOTHER clip of the same speaker when the task has one
+    (``identity_image``), else the handed-out reference image (``csim_identity_other_clip`` = 0): against
+    the handed-out image, repeating it scores ~1, above the real video. On paired tasks ``csim_gt`` is the
+    same similarity for the ground-truth video and ``csim_rel`` = csim - csim_gt (0 = as the real video).
+    """
 
     name = "csim"
-    variant = "csim-arcface-ref-vs-frame"
-    directions = {"csim": "higher"}
+    variant = "csim-arcface-identity-other-clip-vs-frame"
+    directions = {"csim": "higher", "csim_rel": "higher"}
     requires_reference = False  # needs the reference *image*, which unpaired tasks also have
     weights = ("arcface-iresnet50",)
 
@@ -60,9 +66,15 @@ class CSIM(Metric):
     def score(self, pair: ClipPair) -> dict[str, float]:
         if pair.reference_image is None:
             raise ValueError(f"clip {pair.clip_id!r} has no reference image for CSIM")
+        identity = pair.identity_image if pair.identity_image is not None else pair.reference_image
         g = pair.generated
         frames = g.faces[np.asarray(g.face_found, bool)]
-        if len(frames) == 0:
-            return {"csim": float("nan")}
-        sims = cosine_to_reference(self.net, pair.reference_image, frames, self._dev)
-        return {"csim": float(sims.mean())}
+        out = {"csim": float("nan"), "csim_identity_other_clip": float(pair.identity_image is not None)}
+        if len(frames):
+            out["csim"] = float(cosine_to_reference(self.net, identity, frames, self._dev).mean())
+        if pair.reference is not None:
+            real = pair.reference.faces[np.asarray(pair.reference.face_found, bool)]
+            out["csim_gt"] = float(cosine_to_reference(self.net, identity, real, self._dev).mean()) if len(real) \
+                else float("nan")
+            out["csim_rel"] = out["csim"] - out["csim_gt"]
+        return out

@@ -152,3 +152,26 @@ class LandmarkJitter(Metric):
             out["jitter_vel_gap"], out["jitter_acc_gap"] = jitter_gap(
                 g.landmarks, g.face_found, pair.reference.landmarks, pair.reference.face_found)
         return out
+
+
+@register_metric("head-placement")
+class HeadPlacement(Metric):
+    """Head placement error of full-frame outputs: how far the generated face sits from the real one.
+
+    Mean over frames of the mean distance, in aligned-crop pixels, between where the generated face's
+    landmarks fall in the ground truth's crop and in their own (benchmark/geometry.py). Per-side
+    alignment hides a misplaced head from the image metrics; this reports it. Undefined (NaN, counted)
+    for outputs that are already aligned crops.
+    """
+
+    name = "head-placement"
+    variant = "placement-gt-transform-all478-crop-px"
+    directions = {"head_placement_px": "lower"}
+
+    def score(self, pair: ClipPair) -> dict[str, float]:
+        from talkbench.benchmark.geometry import ALIGN_GT, head_placement_error
+
+        if pair.extra.get("geometry", ALIGN_GT) != ALIGN_GT:  # aligned crops / another frame size: no source frame
+            return {"head_placement_px": math.nan}
+        d = head_placement_error(pair.generated, reference_of(pair))
+        return {"head_placement_px": float(np.nanmean(d)) if np.isfinite(d).any() else math.nan}

@@ -66,7 +66,7 @@ class LSE(Metric):
     """LSE-D (lower), LSE-C (higher) and AV offset with the released SyncNet (syncnet_v2)."""
 
     name = "lse"
-    variant = "lse-syncnet_v2-face224bgr-vshift15"
+    variant = "lse-aligned128-syncnet_v2-up224bgr-vshift15"  # SyncNet sees the aligned 128² crop, upsampled
     directions = {"lse_d": "lower", "lse_c": "higher", "lse_abs_offset": "lower"}
     requires_reference = False
     weights = ("syncnet_v2",)

@@ -146,17 +146,35 @@ def frontalise(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def clip_features(landmarks: np.ndarray, face_found: np.ndarray, names: list[str], smoothing_sigma: float,
-                  baseline_percentile: float) -> dict[str, np.ndarray]:
-    """Per-frame features relative to this clip's neutral baseline; NaN where no face."""
+                  baseline_percentile: float, baseline: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Per-frame features relative to a neutral baseline; NaN where no face.
+
+    The baseline is this clip's own (each feature's ``baseline_percentile``) unless ``baseline`` is given:
+    the benchmark passes the REAL clip's baselines for the generated side, so a mouth held open on every
+    frame is not subtracted away as that face's "neutral" (issue 10).
+    """
     landmarks, valid = _check_inputs(landmarks, face_found)
     frontal = frontalise(landmarks, valid)
     out = {}
     for name in names:
         x = smooth_over_time(FEATURES[name](frontal), valid, smoothing_sigma)
-        if valid.any():
+        if baseline is not None:
+            x = x - baseline[name]
+        elif valid.any():
             x = x - np.percentile(x[valid], baseline_percentile)
         out[name] = x
     return out
+
+
+def feature_baselines(landmarks: np.ndarray, face_found: np.ndarray, calibration: Calibration | None = None
+                      ) -> dict[str, float]:
+    """This clip's neutral value of every calibrated feature (what :func:`clip_features` subtracts)."""
+    cal = calibration or Calibration.load()
+    raw = clip_features(landmarks, face_found, cal.feature_names, cal.smoothing_sigma, cal.baseline_percentile,
+                        baseline=dict.fromkeys(cal.feature_names, 0.0))
+    _, valid = _check_inputs(landmarks, face_found)
+    return {k: float(np.percentile(v[valid], cal.baseline_percentile)) if valid.any() else 0.0
+            for k, v in raw.items()}
 
 
 def apply_calibration(feats: dict[str, np.ndarray], cal: Calibration) -> dict[str, np.ndarray]:
@@ -168,11 +186,15 @@ def apply_calibration(feats: dict[str, np.ndarray], cal: Calibration) -> dict[st
     return out
 
 
-def estimate_aus(landmarks: np.ndarray, face_found: np.ndarray,
-                 calibration: Calibration | None = None) -> dict[str, np.ndarray]:
-    """(T, 478, 3) landmarks + (T,) face_found -> {"AU25": (T,) float32, ...}, NaN where no face."""
+def estimate_aus(landmarks: np.ndarray, face_found: np.ndarray, calibration: Calibration | None = None,
+                 baseline: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """(T, 478, 3) landmarks + (T,) face_found -> {"AU25": (T,) float32, ...}, NaN where no face.
+
+    ``baseline``: the neutral feature values to subtract (another clip's, see :func:`feature_baselines`);
+    default this clip's own."""
     cal = calibration or Calibration.load()
-    feats = clip_features(landmarks, face_found, cal.feature_names, cal.smoothing_sigma, cal.baseline_percentile)
+    feats = clip_features(landmarks, face_found, cal.feature_names, cal.smoothing_sigma, cal.baseline_percentile,
+                          baseline)
     return apply_calibration(feats, cal)
 
 
