@@ -133,14 +133,8 @@ def test_the_graph_sees_function_level_imports_and_skips_type_checking(tmp_path)
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-#: the face <-> stages cycle is being removed by the pipelines/face/ package (issue 9 item 1); until it
-#: lands this one is tolerated, and no other. Delete the entry when it is gone.
-KNOWN_CYCLES = [["talkbench.pipelines.face", "talkbench.pipelines.stages.align",
-                 "talkbench.pipelines.stages.landmarks", "talkbench.pipelines.stages.pose"]]
-
-
 def test_no_import_cycles():
-    found = [c for c in cycles(graph()) if c not in KNOWN_CYCLES]
+    found = cycles(graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
