@@ -595,6 +595,6 @@ SPEC = ModelSpec(
            "model.renderer.unet.channels=[32,64,128]", "model.audio_to_au.shared_trunk=true", "data.window_hops=25",
            "model.context_dim=64"),
     seq_len=8,
-    overfit=((), 40, 5e-3, 1),
+    overfit=((), 60, 5e-3, 1),
     extra={"variant": variant_name},
 )
