@@ -146,13 +146,11 @@ def _log(args: argparse.Namespace) -> int:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from talkbench.benchmark import runs
-    from talkbench.benchmark.leaderboard import to_markdown, write_leaderboard
+    from talkbench.benchmark.leaderboard import write_leaderboard
 
     runs.use_tracking(args.tracking_uri)
-    path, board = write_leaderboard(args.task, args.format, args.out, relative=args.relative)
-    if args.format != "md":
-        print(to_markdown(board))
-    else:
+    path, _ = write_leaderboard(args.task, args.format, args.out, relative=args.relative)
+    if args.format == "md":  # html/csv are for a browser or a spreadsheet: only say where they went
         print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}")
     return 0

@@ -189,8 +189,12 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
     df = _read_clips(reader)
     in_split = df[df["split"] == split]
     if in_split.empty:
-        splits = sorted(df["split"].dropna().unique())
-        raise TalkbenchError(f"no clips in split {split!r} of {shards}; splits there: {splits}")
+        counts = ", ".join(f"{s} ({n} clips)" for s, n in df["split"].value_counts().sort_index().items())
+        raise TalkbenchError(
+            f"no clips in split {split!r} of {shards}; splits there: {counts or 'none'}. Fix: pick one of those "
+            f"with --split, or re-run prepare (into a new --output) with a split that holds {split!r} clips: "
+            f"-o split.{split}_speakers=[SPEAKER,...], or for a folder whose speakers are unknown "
+            f"-o split.by=clip -o split.{split}_fraction=0.4 (prepare prints the split summary)")
     usable = in_split[in_split["status"].isin(USABLE_STATUSES) & in_split["identity_frame"].notna()]
     if usable.empty:
         raise TalkbenchError(f"split {split!r} of {shards} has no clip with status {USABLE_STATUSES}")

@@ -56,9 +56,19 @@ def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, run_c
     return folder
 
 
-def weights_path(path: str | Path) -> Path:
-    """Accept a checkpoint folder or its model.safetensors."""
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder (``runs/MODEL/latest``, ``runs/MODEL/RUN``) -> its last ``step_*``; else ``path`` itself."""
     path = Path(path)
+    if path.is_dir() and not (path / WEIGHTS).is_file():
+        steps = sorted(p for p in path.resolve().glob("step_*") if (p / WEIGHTS).is_file())
+        if steps:
+            return steps[-1]
+    return path
+
+
+def weights_path(path: str | Path) -> Path:
+    """Accept a checkpoint folder or its model.safetensors, or a run folder (its last step)."""
+    path = resolve_checkpoint(path)
     if path.is_dir():
         path = path / WEIGHTS
     if not path.is_file():

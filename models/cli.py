@@ -23,6 +23,15 @@ def register(sub: Any, perf_sub: Any) -> None:
     t.add_argument("--shards", required=True, help="prepared shard folder (talkbench prepare output)")
     t.add_argument("--config", default=None, help="YAML with model/loss/data/train sections (configs/models/*.yaml)")
     add_override_arg(t, "override a config field, e.g. -o train.steps=100 -o model.fusion.cell=lstm")
+    t.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="optimizer steps (train.steps; the model's config default is long: set this for a try-out)")
+    t.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop with a checkpoint after M minutes of training (train.max_minutes)")
+    t.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per step and rank (train.batch_size)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="train.device (default auto: cuda if present)")
+    t.add_argument("--run-name", default=None, help="checkpoints go to train.out_dir/MODEL/RUN_NAME (default: a time stamp); "
+                   "train.out_dir/MODEL/latest always points at the last run")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
     t.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="resume from a checkpoint folder, or (no value) the latest one of train.run_name")
     t.set_defaults(handler=_train)
@@ -84,27 +93,32 @@ def register(sub: Any, perf_sub: Any) -> None:
     yi2020_cli.register(sub, perf_sub)
 
 
+#: dedicated flags -> the config field they set (after -o, so a flag wins over -o)
+TRAIN_FLAGS = {"max_steps": "train.steps", "max_minutes": "train.max_minutes", "batch_size": "train.batch_size",
+               "device": "train.device", "run_name": "train.run_name"}
+
+
 def _train(args: argparse.Namespace) -> int:
     import os
 
-    from talkbench.models.train import load_run_config, train
+    import yaml
 
+    from talkbench.models.train import load_run_config, train, train_summary
+
+    overrides = list(args.override) + [f"{key}={getattr(args, flag)}" for flag, key in TRAIN_FLAGS.items()
+                                       if getattr(args, flag) is not None]
     if args.model == "face3d":
         from talkbench.models.yi2020_cli import train_face3d
 
-        return train_face3d(args.shards, "runs/face3d", args.override)
-    cfg = load_run_config(args.model, args.config, args.override, shards=args.shards)
+        return train_face3d(args.shards, "runs/face3d", overrides)
+    cfg = load_run_config(args.model, args.config, overrides, shards=args.shards)
+    if args.print_config:
+        print(yaml.safe_dump({"name": args.model, **cfg.model_dump(mode="json")}, sort_keys=False), end="")
+        return 0
     result = train(args.model, cfg, resume=args.resume)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
         return 0
-    last = result.history[-1] if result.history else {}
-    print(f"trained {args.model}: {len(result.history)} steps, {result.samples_per_s:.1f} samples/s; "
-          f"last {' '.join(f'{k}={v:.4g}' for k, v in last.items())}")
-    if result.validation:
-        print("validation: " + " ".join(f"{k}={v:.4g}" for k, v in result.validation[-1].items()))
-    print(f"checkpoint: {result.checkpoint}")
-    if result.mlflow_run_id:
-        print(f"mlflow run: {result.mlflow_run_id}")
+    print(train_summary(args.model, result))
     return 0
 
 

@@ -115,6 +115,40 @@ class TrainResult:
     validation: list[dict[str, float]] = field(default_factory=list)
     mlflow_run_id: str | None = None
     samples_per_s: float = 0.0
+    elapsed_s: float = 0.0
+
+
+#: validation keys where lower is better; every other key is higher-is-better (acc, psnr, r, f1)
+_LOWER_IS_BETTER = ("mae", "l1", "loss", "mse", "d_pos", "lmd")
+
+
+def best_validation(validation: list[dict[str, float]]) -> tuple[str, dict[str, float]] | None:
+    """(headline key, the validation row best on it); the headline is the objective's first key."""
+    rows = [v for v in validation if len(v) > 1]
+    if not rows:
+        return None
+    key = next(k for k in rows[0] if k != "step")
+    lower = any(t in key for t in _LOWER_IS_BETTER)
+    finite = [r for r in rows if r.get(key) == r.get(key)] or rows
+    best = (min if lower else max)(finite, key=lambda r: r[key])
+    return key, best
+
+
+def train_summary(model_name: str, result: TrainResult) -> str:
+    """The end-of-run lines: steps, throughput, last and best validation, checkpoint, MLflow run."""
+    last = result.history[-1] if result.history else {}
+    lines = [f"trained {model_name}: {len(result.history)} steps in {result.elapsed_s:.1f} s, "
+             f"{result.samples_per_s:.1f} samples/s; last step {' '.join(f'{k}={v:.4g}' for k, v in last.items())}"]
+    best = best_validation(result.validation)
+    if best is None:
+        lines.append("validation: none (no clips in the validation split)")
+    else:
+        key, row = best
+        lines.append(f"best validation ({key}, step {int(row['step'])}): "
+                     + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step"))
+    lines.append(f"checkpoint: {result.checkpoint}  (also {result.run_dir.parent / 'latest'})")
+    lines.append(f"mlflow run: {result.mlflow_run_id or 'off (train.mlflow=false)'}")
+    return "\n".join(lines)
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -335,12 +369,27 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
             break
     bar.close()
     elapsed = time.perf_counter() - t0
+    result.elapsed_s = elapsed
     result.samples_per_s = n_samples / elapsed if elapsed > 0 else 0.0
+    if rank == 0:
+        _point_latest(run_dir)
     if mlflow is not None:
         mlflow.log_metric("train_samples_per_s", result.samples_per_s)
         mlflow.log_artifacts(str(result.checkpoint), artifact_path="checkpoint")
         mlflow.end_run()
     return result
+
+
+def _point_latest(run_dir: Path) -> None:
+    """``out_dir/MODEL/latest`` -> this run, so the next command can name it without a time stamp."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name, target_is_directory=True)
+        tmp.replace(link)  # atomic: a reader never sees no link
+    except OSError as e:  # e.g. a file system without symlinks: the summary still prints the full path
+        log.warning("could not point %s at %s: %s", link, run_dir, e)
 
 
 def _log_grid(mlflow: Any, grid: Any, path: Path) -> None:

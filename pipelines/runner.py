@@ -91,6 +91,7 @@ class PrepareSummary:
     shards: int = 0
     totals: Counter = field(default_factory=Counter)  # (status, error_kind) -> clips, whole output
     total_frames: int = 0
+    split_rows: list[tuple[str, str]] = field(default_factory=list)  # (split, speaker_id) per clip of the output
 
     @property
     def failed(self) -> int:
@@ -156,6 +157,8 @@ def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfi
                                 strict=True):
             summary.totals[(status, kind if status != "ok" else None)] += 1
         summary.total_frames = sum(clips.column("n_frames").to_pylist())
+        summary.split_rows = list(zip(clips.column("split").to_pylist(), clips.column("speaker_id").to_pylist(),
+                                      strict=True))
         write_manifest(store, dataset, input_dir, resolved_config(cfg, split), job, summary)
     finally:
         store.release(run_id)
@@ -297,6 +300,12 @@ def prepare_from_args(args: argparse.Namespace) -> int:
                       retry_failed=args.retry_failed, progress=not args.no_progress,
                       dataset_options=dataset_cfg.options, split=dataset_cfg.split)
     print(summary.table())
+    from talkbench.pipelines.datasets.splits import split_summary
+
+    lines, warnings = split_summary(summary.split_rows, dataset_cfg.split)
+    print("\n".join(lines))
+    for w in warnings:
+        print(f"talkbench: warning: {w}", file=sys.stderr)
     if args.strict and summary.failed:
         print(f"talkbench: {summary.failed} clip(s) failed (--strict)", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ silently ignored value. Every error names the dotted key, the value given and wh
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,12 +56,30 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+def _section_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed beside ``loc[-1]``: walk the config classes down ``loc[:-1]``."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        ann = field.annotation if field is not None else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return list(model.model_fields) if model is not None else []
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """" (did you mean 'x'?)" for the nearest of ``choices``, else the allowed keys (short lists only)."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (allowed: {', '.join(sorted(choices))})" if 0 < len(choices) <= 24 else ""
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(root)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key {key!r}")
+            hint = did_you_mean(str(e["loc"][-1]), _section_keys(model, tuple(e["loc"]))) if e["loc"] else ""
+            lines.append(f"{source}: unknown key {key!r}{hint}")
             continue
         given = e.get("input")
         ctx = e.get("ctx") or {}
@@ -90,7 +109,7 @@ def build(model: type[M], data: dict[str, Any] | None = None, overrides: list[st
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source)) from None
+        raise ConfigError(format_validation_error(e, source, model)) from None
 
 
 def load(model: type[M], path: str | Path | None = None, overrides: list[str] | None = None) -> M:

@@ -268,6 +268,7 @@ def list_rows() -> list[dict[str, Any]]:
             "present": is_present(name),
             "sha256": hashes.get(name) or s.sha256,
             "sha256_source": "published" if s.sha256 else ("pinned at import" if name in hashes else None),
+            "sha256_prefix": s.sha256_prefix,
             "licence": s.licence,
             "used_by": s.used_by,
             "file": s.filename,

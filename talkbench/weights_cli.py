@@ -33,10 +33,23 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"store: {weights.store_dir()}")
     for r in rows:
-        sha = (r["sha256"] or "-")[:16]
-        print(f"{r['name']:<20} {'present' if r['present'] else 'MISSING':<8} sha256 {sha:<16} {r['licence']}")
-        print(f"{'':<20} used by {r['used_by']}; get: {r['url'] or r['source']}")
+        print(f"{r['name']:<20} {'present' if r['present'] else 'MISSING':<8} {r['licence']}")
+        print(f"{'':<20} sha256: {_expected_hash(r)}")
+        print(f"{'':<20} used by {r['used_by']}")
+        print(f"{'':<20} get: {r['url'] or r['source']}")
+        if not r["present"]:
+            print(f"{'':<20} then: talkbench weights import {r['name']} FILE   (stored as {r['file']})")
     return 0
+
+
+def _expected_hash(row: dict[str, Any]) -> str:
+    """What a downloaded file's sha256 must be, and how sure that is (so a manual download can be checked)."""
+    if row["sha256"]:
+        how = {"published": "published", "pinned at import": "pinned when first imported here"}[row["sha256_source"]]
+        return f"{row['sha256']} ({how})"
+    if row.get("sha256_prefix"):
+        return f"{row['sha256_prefix']}... (prefix published in the file name {row['file']}; checked on import)"
+    return "no published hash: the first import pins it, later imports must match"
 
 
 def _import(args: argparse.Namespace) -> int:

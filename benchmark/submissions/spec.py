@@ -114,8 +114,11 @@ def _checkpoint_submission(s: Spec) -> Submission:
     ckpt = Path(s.target)
     if not ckpt.exists():
         raise TalkbenchError(f"checkpoint not found: {ckpt}")
+    from talkbench.models.checkpoint import resolve_checkpoint
     from talkbench.models.generate import CheckpointGenerator  # lazy: pulls torch
 
+    resolved = resolve_checkpoint(ckpt)  # a run folder such as runs/au_rgan/latest -> its last step
+    ckpt, resolved = resolved, resolved != ckpt
     try:
         if (ckpt / "yi2020.json").is_file():  # seed 001's bundle: personalised per clip (personalized tasks)
             from talkbench.models.yi2020 import BenchAdapter
@@ -131,7 +134,8 @@ def _checkpoint_submission(s: Spec) -> Submission:
     variant = getattr(obj, "variant", None)  # e.g. a diffusion renderer's sampling steps: results of variants are not comparable
     if variant:
         identity["variant"] = variant
-    name = s.name or f"checkpoint:{ckpt.name}" + (f"[{variant}]" if variant else "")
+    label = f"{ckpt.parent.name}/{ckpt.name}" if resolved else ckpt.name  # runs/M/latest -> RUN/step_N
+    name = s.name or f"checkpoint:{label}" + (f"[{variant}]" if variant else "")
     return AdapterSubmission(obj, s.spec, name, identity, s.length_tolerance)
 
 

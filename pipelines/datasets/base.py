@@ -84,8 +84,15 @@ def list_clips(name: str, root: str | Path, split_cfg: SplitConfig | None = None
                if p.kind is inspect.Parameter.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ConfigError(f"dataset {name!r}: unknown option(s) {unknown}; allowed: {allowed}")
-    return [safe_record(r) for r in adapter(root, split_cfg or SplitConfig(), **options)]
+        from talkbench.config import did_you_mean
+
+        hints = "".join(did_you_mean(u, allowed) for u in unknown[:1]) if len(unknown) == 1 else ""
+        raise ConfigError(f"dataset {name!r}: unknown option(s) {unknown}{hints if 'did you' in hints else ''}; "
+                          f"allowed: {allowed}")
+    from talkbench.pipelines.datasets.splits import assign_clip_splits
+
+    split_cfg = split_cfg or SplitConfig()
+    return assign_clip_splits([safe_record(r) for r in adapter(root, split_cfg, **options)], split_cfg)
 
 
 def is_hidden(rel: Path) -> bool:

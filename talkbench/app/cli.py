@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prepare talking-face corpora, train AU-driven talking-head models, benchmark them.",
     )
     parser.add_argument("--version", action="version", version=f"talkbench {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: show third-party warnings and chatter (filtered by default); -vv: debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     perf = sub.add_parser("perf", help="benchmark a hot path against a naive baseline; JSON to reports/perf/")
     perf_sub = perf.add_subparsers(dest="perf_command", metavar="WHAT", required=True)
@@ -78,11 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from talkbench.quiet import quiet_output
+
     try:
-        rc = args.handler(args)
+        with quiet_output(args.verbose):
+            rc = args.handler(args)
     except TalkbenchError as e:
         print(f"talkbench: error: {e}", file=sys.stderr)
         return 2
