@@ -104,8 +104,11 @@ class NativeStderrFilter:
 
 def quiet_python_side() -> None:
     """Loggers and environment switches of the chatty libraries (see the module docstring)."""
+    import warnings
+
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 

@@ -33,8 +33,9 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"store: {weights.store_dir()}")
     for r in rows:
-        print(f"{r['name']:<20} {'present' if r['present'] else 'MISSING':<8} {r['licence']}")
-        print(f"{'':<20} sha256: {_expected_hash(r)}")
+        short = (r["sha256"] or (f"{r['sha256_prefix']}..." if r.get("sha256_prefix") else "unpublished"))[:16]
+        print(f"{r['name']:<20} {'present' if r['present'] else 'MISSING':<8} sha256 {short:<16} {r['licence']}")
+        print(f"{'':<20} expected sha256: {_expected_hash(r)}")
         print(f"{'':<20} used by {r['used_by']}")
         print(f"{'':<20} get: {r['url'] or r['source']}")
         if not r["present"]:

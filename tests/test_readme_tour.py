@@ -3,7 +3,7 @@
 Why: the tour is what a newcomer runs first; when a command or flag changes and the README does not,
 this fails. The commands run as written, in a scratch folder laid out like the repository (so
 ``../shared/fixtures`` resolves); only the training length is cut to a few steps (the one change, made
-by rewriting ``--max-steps``/``--max-minutes``), and lines that name a placeholder (``path/to/...``) or
+by rewriting ``--max-steps``/``--max-minutes`` and using the model's tiny widths), and lines that name a placeholder (``path/to/...``) or
 start a server (``mlflow ui``) are skipped.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def tour_commands(readme: str) -> list[str]:
 
 
 def shrink_training(argv: list[str]) -> list[str]:
-    """The one change to the README's commands: train for 2 steps of batch 2 (the tour says more)."""
+    """The one change to the README's commands: train a tiny variant for 2 steps of batch 2 (the tour says more)."""
     if argv[:2] != ["talkbench", "train"]:
         return argv
     out, skip = [], False
@@ -51,7 +52,10 @@ def shrink_training(argv: list[str]) -> list[str]:
             skip = True
             continue
         out.append(a)
-    return out + ["--max-steps", "2", "--batch-size", "2", "-o", "train.val_batches=1"]
+    from talkbench.models.registry import MODELS
+
+    tiny = [x for o in MODELS.get(argv[2]).tiny for x in ("-o", o)]  # the model's tiny widths (ModelSpec)
+    return out + ["--max-steps", "2", "--batch-size", "2", "-o", "train.val_batches=1", *tiny]
 
 
 def test_tour_commands_are_found() -> None:
@@ -76,15 +80,19 @@ def test_readme_tour_runs_on_the_fixtures(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     commands = tour_commands((ROOT / "README.md").read_text(encoding="utf-8"))
-    ran = []
+    ran, timings = [], []
     for command in commands:
         if "path/to/" in command or command.startswith("mlflow ui"):
             continue
         argv = shrink_training(shlex.split(command))
+        t0 = time.perf_counter()
         rc = main(argv[1:])
         out = capsys.readouterr()
+        timings.append(f"{time.perf_counter() - t0:6.1f} s  {' '.join(argv[:4])}")
         assert rc == 0, f"README tour step failed: {command}\n{out.out[-2000:]}\n{out.err[-2000:]}"
         ran.append((command, out.out))
+    with capsys.disabled():
+        print("\nREADME tour:\n" + "\n".join(timings))
 
     by_verb = {" ".join(c.split()[1:3]): o for c, o in ran}
     prepare_out = next(o for c, o in ran if " prepare " in f" {c} ")
