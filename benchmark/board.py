@@ -185,7 +185,13 @@ def load_board(task: str, thumbnails: bool = False) -> Board:
     if not entries:
         raise TalkbenchError(f"no finished benchmark runs with a readable record for task {ref}"
                              + (f" ({skipped[0]})" if skipped else ""))
-    primary = exp.tags.get("talkbench.primary_metric") or entries[0].record.task.primary_metric
+    return board_from_entries(ref, entries, exp.tags.get("talkbench.primary_metric"), skipped)
+
+
+def board_from_entries(ref: str, entries: list[Entry], primary: str | None = None,
+                       skipped: list[str] | None = None) -> Board:
+    """A Board from run records wherever they came from (an MLflow store, or contributed bundles)."""
+    primary = primary or entries[0].record.task.primary_metric
     directions: dict[str, str] = {}
     ranks: dict[str, bool] = {}
     for e in entries:
@@ -203,7 +209,7 @@ def load_board(task: str, thumbnails: bool = False) -> Board:
         keys.insert(0, primary)
     board = Board(task=ref, primary=primary, directions=directions, keys=keys,
                   detail_keys=[k for k in all_keys if k not in keys],
-                  unavailable=sorted({m for e in entries for m in e.unavailable}), skipped=skipped,
+                  unavailable=sorted({m for e in entries for m in e.unavailable}), skipped=list(skipped or []),
                   ranks=ranks, flags=sorted({f for e in entries for f in e.flags}))
     refs = [e for e in entries if e.is_reference]
     board.entries = refs + sort_entries([e for e in entries if not e.is_reference], primary,

@@ -76,14 +76,42 @@ def register(sub: Any, perf_sub: Any) -> None:
     lg.add_argument("--rerun", action="store_true", help="replace an earlier run of the same submission")
     lg.set_defaults(handler=_log)
 
-    lb = bsub.add_parser("leaderboard", help="one row per submission from MLflow, sorted by the primary metric")
-    lb.add_argument("--task", required=True, help="task name (latest version) or name@VERSION")
+    lb = bsub.add_parser("leaderboard", help="one row per submission from MLflow (or from result bundles), "
+                         "sorted by the primary metric")
+    lb.add_argument("--task", default=None, help="task name (latest version) or name@VERSION; with --from, "
+                    "the local task whose hash every bundle must have (default: the hash most bundles share)")
+    lb.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
+                    help="build the board from the result bundles (bench export) in DIR instead of MLflow; "
+                    "bundles of another task hash are refused")
+    lb.add_argument("--tasks-dir", default=None)
     lb.add_argument("--format", choices=["md", "html", "csv"], default="md")
     lb.add_argument("--out", default=None, help="output file (default reports/leaderboards/<task>.<format>)")
     lb.add_argument("--tracking-uri", default=None)
     lb.add_argument("--relative", action="store_true", help="Markdown: show each value's difference to the "
                     "ground-truth reference row (the CSV always has <metric>_minus_reference columns)")
     lb.set_defaults(handler=_leaderboard)
+
+    ex = bsub.add_parser("export", help="write one scored run as a self-contained result bundle (.zip) to share",
+                         description="The bundle holds the run record, the per-clip table, the task manifest and "
+                         "hashes, and sample frames; `bench leaderboard --from DIR` merges bundles from any "
+                         "number of stores into one board, `bench verify` re-scores one.")
+    ex.add_argument("run", metavar="RUN", help="an MLflow run id, or a submission name (with --task)")
+    ex.add_argument("--out", required=True, metavar="FILE", help="bundle file (.zip; .tbresult.zip is appended "
+                    "to other names)")
+    ex.add_argument("--task", default=None, help="the task, when RUN is a submission name")
+    ex.add_argument("--with-videos", action="store_true", help="include the generated videos (large)")
+    ex.add_argument("--tracking-uri", default=None)
+    ex.add_argument("--tasks-dir", default=None)
+    ex.set_defaults(handler=_export)
+
+    ve = bsub.add_parser("verify", help="re-score a contributed submission and compare with its bundle")
+    ve.add_argument("bundle", metavar="BUNDLE")
+    ve.add_argument("--submission", required=True, metavar="SPEC", help=SPEC_HELP.removesuffix("; repeatable"))
+    ve.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance per aggregate")
+    ve.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance per aggregate")
+    ve.add_argument("--device", default=None)
+    ve.add_argument("--tasks-dir", default=None)
+    ve.set_defaults(handler=_verify)
 
 
 def _make_task(args: argparse.Namespace) -> int:
@@ -146,11 +174,43 @@ def _log(args: argparse.Namespace) -> int:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from talkbench.benchmark import runs
-    from talkbench.benchmark.leaderboard import write_leaderboard
+    from talkbench.benchmark.leaderboard import render_board, write_leaderboard
 
-    runs.use_tracking(args.tracking_uri)
-    path, _ = write_leaderboard(args.task, args.format, args.out, relative=args.relative)
+    if args.from_dir:
+        import sys
+
+        from talkbench.benchmark.bundles import board_from_bundles
+
+        board, refused = board_from_bundles(args.from_dir, args.task, args.tasks_dir, thumbnails=args.format == "html")
+        for r in refused:
+            print(f"talkbench: refused {r}", file=sys.stderr)
+        path = render_board(board, args.format, args.out, args.relative)
+    else:
+        if not args.task:
+            from talkbench.errors import ConfigError
+
+            raise ConfigError("bench leaderboard: give --task (from MLflow) or --from DIR (result bundles)")
+        runs.use_tracking(args.tracking_uri)
+        path, _ = write_leaderboard(args.task, args.format, args.out, relative=args.relative)
     if args.format == "md":  # html/csv are for a browser or a spreadsheet: only say where they went
         print(path.read_text(encoding="utf-8"))
     print(f"wrote {path}")
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from talkbench.benchmark import runs
+    from talkbench.benchmark.bundles import export_bundle
+
+    runs.use_tracking(args.tracking_uri)
+    path = export_bundle(args.run, args.out, task=args.task, with_videos=args.with_videos, tasks_dir=args.tasks_dir)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from talkbench.benchmark.bundles import verify_bundle, verify_report
+
+    b, new, checks = verify_bundle(args.bundle, args.submission, args.tasks_dir, args.rtol, args.atol, args.device)
+    print(verify_report(b, new, checks))
+    return 0 if all(c.ok for c in checks) else 1

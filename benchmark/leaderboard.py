@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,14 @@ def bar_chart(board: Board) -> bytes:
         v = vals[:, 0]
         err = np.vstack([v - vals[:, 1], vals[:, 2] - v])
         err = np.where(np.isfinite(err), np.abs(err), 0.0)
-        ax.bar(range(len(names)), np.nan_to_num(v), yerr=err, capsize=4,
-               color=["#3b7dd8" if i else "#d8893b" for i in range(len(names))])
+        refs = [is_reference(e) for e in board.entries]
+        ax.bar(range(len(names)), np.nan_to_num(v), yerr=err, capsize=4, color=["#bbbbbb" if r else "#3b7dd8"
+               for r in refs], hatch=None, edgecolor="#555", linewidth=0.5)
+        ax.plot(range(len(names)), v, "k_", markersize=12)  # a 0 value still shows as a tick at 0
         ax.set_title(_header(board, key), fontsize=9)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=25, ha="right", fontsize=7)
+        ax.set_xticklabels([f"{n} (reference)" if r else n for n, r in zip(names, refs, strict=True)],
+                           rotation=25, ha="right", fontsize=7)
         for i, x in enumerate(v):
             if not np.isfinite(x):
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
@@ -180,46 +184,254 @@ def _img(png: bytes, alt: str, cls: str = "") -> str:
     return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _html_table(board: Board, keys: list[str], with_extras: bool) -> str:
+# -- readable HTML ---------------------------------------------------------------------------------------
+#: metric groups of the HTML board, in order: (title, key patterns). A key goes to the first group matching.
+GROUPS: list[tuple[str, str]] = [
+    ("Image quality", r"^(psnr|ssim|cpbd|lpips|fid)"),
+    ("Lip sync", r"^(lmd|av_xcorr|lse_|tb_sync)"),
+    ("AUs", r"^(au_|AU\d+_)"),
+    ("Identity and motion", r"^(csim|jitter|hs|pose)"),
+]
+#: the compact main table shows these keys of each group (when present); the rest go to the details
+HEADLINE = ("psnr", "ssim", "lpips", "fid", "cpbd", "lmd", "av_xcorr_r0", "lse_c", "lse_d", "au_mae", "au_r",
+            "au_f1", "csim", "jitter_vel", "hs")
+#: why a value can be undefined (NaN) on a clip, by key suffix/prefix
+UNDEFINED_WHY: list[tuple[str, str]] = [
+    (r"_f1$", "F1 is undefined when the AU occurs (intensity >= 1.0) in neither the generated nor the real "
+              "frames of a clip: no positives to score"),
+    (r"_r$|_corr$|_seq_r$", "Pearson r is undefined when a signal is constant over the clip (e.g. an AU that "
+                            "never moves, or a static face)"),
+    (r"^lmd|^jitter", "undefined when no face was found in the compared frames"),
+    (r".", "undefined on these clips (see the per-clip table of the run)"),
+]
+
+
+def group_of(key: str) -> str:
+    return next((title for title, pat in GROUPS if re.match(pat, key)), "Other")
+
+
+def _grouped(keys: list[str]) -> list[tuple[str, list[str]]]:
+    order = [t for t, _ in GROUPS] + ["Other"]
+    out = {t: [k for k in keys if group_of(k) == t] for t in order}
+    return [(t, ks) for t, ks in out.items() if ks]
+
+
+def is_reference(entry: Entry) -> bool:
+    return entry.is_reference  # the board's own notion (ground truth), see board.Entry
+
+
+def _why_undefined(board: Board, entry: Entry, key: str) -> str:
+    metric = entry.record.key_metric.get(key)
+    if metric and metric in entry.unavailable:
+        return f"unavailable: {entry.unavailable[metric]}"
+    if key not in entry.record.aggregates:
+        return "not computed in this run"
+    agg = entry.record.aggregates[key]
+    why = next(text for pat, text in UNDEFINED_WHY if re.search(pat, key))
+    return f"undefined on {agg.n_undefined} of {agg.n + agg.n_undefined} clips: {why}"
+
+
+def normalised_to_reference(board: Board, key: str) -> dict[str, float]:
+    """Per run: 1 = the ground-truth reference's value, 0 = the worst run's, clipped to [0, 1].
+
+    Why not a ratio: several references are 0 (LMD, FID of ground truth), where ratios are undefined.
+    """
+    ref = next((e for e in board.entries if is_reference(e)), None)
+    direction = board.directions.get(key)
+    if ref is None or direction not in ("higher", "lower"):
+        return {}
+    g = ref.value(key)[0]
+    vals = {e.run_id: e.value(key)[0] for e in board.entries}
+    finite = [v for v in vals.values() if not math.isnan(v)]
+    if math.isnan(g) or not finite:
+        return {}
+    worst = min(finite) if direction == "higher" else max(finite)
+    span = g - worst
+    out = {}
+    for run_id, v in vals.items():
+        if math.isnan(v):
+            continue
+        out[run_id] = 1.0 if span == 0 else min(1.0, max(0.0, (v - worst) / span))
+    return out
+
+
+def group_scores(board: Board) -> dict[str, dict[str, float]]:
+    """Run id -> group -> mean normalised score over the group's headline keys (radar axes)."""
+    scores: dict[str, dict[str, list[float]]] = {}
+    for key in board.keys + board.detail_keys:
+        if key not in HEADLINE:
+            continue
+        for run_id, s in normalised_to_reference(board, key).items():
+            scores.setdefault(run_id, {}).setdefault(group_of(key), []).append(s)
+    return {r: {g: sum(v) / len(v) for g, v in gs.items()} for r, gs in scores.items()}
+
+
+def radar_svg(scores: dict[str, float], axes: list[str], size: int = 150) -> str:
+    """A small inline SVG radar: one axis per metric group, 1 = ground truth (the dashed outline)."""
+    c, r = size / 2, size / 2 - 28
+    n = max(len(axes), 3)
+
+    def pt(i: int, v: float) -> tuple[float, float]:
+        a = -math.pi / 2 + 2 * math.pi * i / n
+        return c + r * v * math.cos(a), c + r * v * math.sin(a)
+
+    ring = " ".join(f"{x:.1f},{y:.1f}" for x, y in (pt(i, 1.0) for i in range(n)))
+    poly = " ".join(f"{x:.1f},{y:.1f}" for x, y in (pt(i, scores.get(a, 0.0)) for i, a in enumerate(axes)))
+    labels = []
+    for i, a in enumerate(axes):
+        x, y = pt(i, 1.22)
+        v = scores.get(a)
+        text = f"{a.split()[0]} {'n/a' if v is None else f'{v:.2f}'}"
+        labels.append(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle" font-size="9">{html.escape(text)}</text>')
+    spokes = "".join(f'<line x1="{c}" y1="{c}" x2="{x:.1f}" y2="{y:.1f}" stroke="#ccc"/>'
+                     for x, y in (pt(i, 1.0) for i in range(n)))
+    return (f'<svg class="radar" width="{size}" height="{size}" viewBox="0 0 {size} {size}" role="img">'
+            f'{spokes}<polygon points="{ring}" fill="none" stroke="#888" stroke-dasharray="3,3"/>'
+            f'<polygon points="{poly}" fill="rgba(59,125,216,0.35)" stroke="#3b7dd8"/>{"".join(labels)}</svg>')
+
+
+def _num(v: float) -> str:
+    return "" if math.isnan(v) else repr(v)
+
+
+def _best(board: Board, key: str) -> float:
+    direction = board.directions.get(key)
+    vals = [e.value(key)[0] for e in board.entries if not is_reference(e)]
+    vals = [v for v in vals if not math.isnan(v)]
+    if not vals or direction not in ("higher", "lower"):
+        return math.nan
+    return max(vals) if direction == "higher" else min(vals)
+
+
+def _html_cell(board: Board, e: Entry, key: str, with_ci: bool, best: float) -> str:
     esc = html.escape
-    heads = ["#", "submission", "clips", "flags"] + (["sample: generated / ground truth"] if with_extras else [])
-    heads += [_header(board, k) for k in keys] + (board.unavailable if with_extras else [])
-    rows = []
+    v, lo, hi = e.value(key)
+    if math.isnan(v):
+        why = _why_undefined(board, e, key)
+        return f'<td data-v="" class="undef" title="{esc(why)}">n/a<sup>?</sup></td>'
+    ci = "" if math.isnan(lo) else f"95 % CI [{_fmt(lo)}, {_fmt(hi)}]"
+    text = f"{_fmt(v)}" + (f' <span class="ci">[{_fmt(lo)}, {_fmt(hi)}]</span>' if with_ci and ci else "")
+    cls = ' class="best"' if v == best and not is_reference(e) else ""
+    return f'<td data-v="{_num(v)}"{cls} title="{esc(ci)}">{text}</td>'
+
+
+def _sortable_table(board: Board, groups: list[tuple[str, list[str]]], table_id: str, with_ci: bool,
+                    extras: bool) -> str:
+    esc = html.escape
+    top = ['<th colspan="3"></th>'] + ([] if not extras else ['<th colspan="2"></th>'])
+    top += [f'<th colspan="{len(ks)}" class="grp">{esc(t)}</th>' for t, ks in groups]
+    heads = ['<th data-sort="num">#</th>', '<th data-sort="text">submission</th>', '<th data-sort="text">clips</th>']
+    if extras:
+        heads += ['<th>sample: generated | ground truth</th>', '<th>profile vs ground truth</th>']
+    keys = [k for _, ks in groups for k in ks]
+    for k in keys:
+        d = board.directions.get(k, "")
+        heads.append(f'<th data-sort="num" data-dir="{d}" title="click to sort">{esc(k)} {ARROW.get(d, "")}'
+                     f'{" ★" if k == board.primary else ""}</th>')
+    radar_axes = [t for t, _ in GROUPS]
+    scores = group_scores(board) if extras else {}
+    bests = {k: _best(board, k) for k in keys}
+    rows, rank = [], 0
     for e in board.entries:
-        cells = [_rank_cell(board, e), esc(_name_cell(e)), esc(_coverage(e)), esc(_flags_cell(e))]
-        if with_extras:
-            cells.append(_img(e.thumbnail, f"{e.submission} sample", "thumb") if e.thumbnail else "—")
-        cells += [esc(cell(e, k)) for k in keys]
-        if with_extras:
-            cells += [f'<span class="na" title="{esc(e.unavailable[m])}">unavailable</span>'
-                      if m in e.unavailable else "ok" for m in board.unavailable]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{esc(h)}</th>" for h in heads)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        ref = is_reference(e)
+        if not ref:
+            rank += 1
+        cells = [f'<td data-v="{0 if ref else rank}">{"ref" if ref else rank}</td>',
+                 f"<td>{esc(e.submission)}{' <em>(reference)</em>' if ref else ''}</td>",
+                 f"<td>{esc(_coverage(e))}</td>"]
+        if extras:
+            cells.append(f"<td>{_img(e.thumbnail, f'{e.submission} sample', 'thumb') if e.thumbnail else '—'}</td>")
+            cells.append(f"<td>{radar_svg(scores.get(e.run_id, {}), radar_axes)}</td>")
+        cells += [_html_cell(board, e, k, with_ci, bests[k]) for k in keys]
+        rows.append(f'<tr class="{"ref" if ref else ""}">' + "".join(cells) + "</tr>")
+    return (f'<table id="{table_id}" class="sortable"><thead><tr>{"".join(top)}</tr><tr>{"".join(heads)}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  var heads = table.tHead.rows[table.tHead.rows.length - 1].cells;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    if (!th.dataset.sort) return;
+    th.style.cursor = 'pointer';
+    th.addEventListener('click', function () {
+      var asc = th.dataset.order !== 'asc';
+      Array.prototype.forEach.call(heads, function (h) { delete h.dataset.order; });
+      th.dataset.order = asc ? 'asc' : 'desc';
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col], y = b.cells[col];
+        if (th.dataset.sort === 'num') {
+          var u = x.dataset.v === '' ? NaN : parseFloat(x.dataset.v);
+          var v = y.dataset.v === '' ? NaN : parseFloat(y.dataset.v);
+          if (isNaN(u) && isNaN(v)) return 0;
+          if (isNaN(u)) return 1;
+          if (isNaN(v)) return -1;
+          return asc ? u - v : v - u;
+        }
+        return asc ? x.innerText.localeCompare(y.innerText) : y.innerText.localeCompare(x.innerText);
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _legend(board: Board) -> str:
+    esc = html.escape
+    variants: dict[str, str] = {}
+    for e in board.entries:
+        for metric in e.record.key_metric.values():
+            m = e.record.metrics.get(metric)
+            if m is not None:
+                variants.setdefault(metric, m.variant)
+    items = "".join(f"<li><code>{esc(m)}</code>: <code>{esc(v)}</code></li>" for m, v in sorted(variants.items()))
+    return (f"<p><b>How to read:</b> ↑ higher is better, ↓ lower is better; ★ the primary metric (rank order). "
+            f"Values are means over the scored clips (hover a cell for its bootstrap 95 % CI); "
+            f"<b>bold</b> = best submission in the column (the reference row is not ranked). "
+            f"<i>n/a<sup>?</sup></i>: undefined or unavailable, hover for the reason. Click a column to sort. "
+            f"The profile: each metric group's headline metrics normalised so that ground truth = 1 (dashed "
+            f"outline) and the worst submission = 0.</p><details><summary>metric variants "
+            f"(what exactly was computed)</summary><ul>{items}</ul></details>")
 
 
 def to_html(board: Board) -> str:
     esc = html.escape
     reasons = board.reasons()
     notes = "".join(f"<li><code>{esc(m)}</code>: {esc(reasons[m])}</li>" for m in board.unavailable)
-    details = (f"<h2>Per-AU details</h2>{_html_table(board, board.detail_keys, False)}"
-               if board.detail_keys else "")
-    intro = esc(_intro(board)).replace("**", "")
+    all_keys = board.keys + board.detail_keys
+    main_keys = [k for k in all_keys if k in HEADLINE or k == board.primary]
+    main = _grouped(sorted(main_keys, key=lambda k: (HEADLINE.index(k) if k in HEADLINE else -1)))
+    details = "".join(f"<h3>{esc(t)}</h3>{_sortable_table(board, [(t, ks)], f'details-{i}', True, False)}"
+                      for i, (t, ks) in enumerate(_grouped(all_keys)))
+    has_ref = any(is_reference(e) for e in board.entries)
+    ref_note = ("" if has_ref else "<p><i>No ground-truth run on this board: score "
+                "<code>--submission builtin:ground-truth</code> to get the reference row and the profiles.</i></p>")
+    refused = "".join(f"<li>{esc(s)}</li>" for s in board.skipped)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Leaderboard {esc(board.task)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 13px; vertical-align: middle; }}
-th {{ background: #f3f3f3; }} .na {{ color: #a33; }} img.thumb {{ height: 90px; }} img.chart {{ max-width: 100%; }}
+th {{ background: #f3f3f3; }} th.grp {{ background: #e4ecf7; }} th[data-order="asc"]::after {{ content: " ▲"; }}
+th[data-order="desc"]::after {{ content: " ▼"; }} tr.ref td {{ background: #f7f7f0; }} td.best {{ font-weight: bold; }}
+td.undef {{ color: #888; }} .ci {{ color: #777; font-size: 11px; }} .na {{ color: #a33; }}
+img.thumb {{ height: 90px; }} img.chart {{ max-width: 100%; }}
 </style></head><body>
 <h1>Leaderboard: {esc(board.task)}</h1>
-<p>{intro}</p>
-{_html_table(board, board.keys, True)}
+{_legend(board)}
+{ref_note}
+{_sortable_table(board, main, "main", False, True)}
 {f'<h2>Unavailable metrics</h2><ul>{notes}</ul>' if notes else ''}
+<h2>Details by group (mean [95&nbsp;% CI])</h2>
+{details}
 <h2>Metrics with 95&nbsp;% confidence intervals</h2>
 {_img(bar_chart(board), "metric bars with CI error bars", "chart")}
-{details}
+{f'<h2>Runs left out</h2><ul>{refused}</ul>' if refused else ''}
+<script>{SORT_JS}</script>
 </body></html>
 """
 
@@ -230,11 +442,18 @@ def write_leaderboard(task: str, fmt: str = "md", out: str | Path | None = None,
     if fmt not in ("md", "html", "csv"):
         raise TalkbenchError(f"--format {fmt!r}: allowed: md, html, csv")
     board = load_board(task, thumbnails=fmt == "html")
+    return render_board(board, fmt, out, relative), board
+
+
+def render_board(board: Board, fmt: str = "md", out: str | Path | None = None, relative: bool = False) -> Path:
+    """Write ``board`` as ``fmt`` to ``out`` (default reports/leaderboards/<task>.<fmt>)."""
+    if fmt not in ("md", "html", "csv"):
+        raise TalkbenchError(f"--format {fmt!r}: allowed: md, html, csv")
     text = to_markdown(board, relative) if fmt == "md" else {"html": to_html, "csv": to_csv}[fmt](board)
     path = Path(out) if out else DEFAULT_DIR / f"{board.task.replace('@', '-v')}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    return path, board
+    return path
 
 
 def summary_text(record: RunRecord, clip_errors: int = 10) -> str:

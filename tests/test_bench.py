@@ -655,3 +655,51 @@ def test_personalized_task_ranks_ground_truth_first_on_head_pose(bench_env):
         assert (np.isnan(r) and undefined == 3) or r < 0.99
     assert main(["bench", "make-task", "--shards", str(bench_env["shards"]), "--name", "grid-pers2",
                  "--kind", "personalized", "--personalize-frames", "60"]) != 0  # 60 + 25 > 75 frames
+
+
+def test_bundles_from_two_stores_merge_and_verify(bench_env, builtin_results, tmp_path, capsys):
+    """bench export from two MLflow stores -> one board from the bundles; a foreign task hash is refused;
+    bench verify agrees with the original run and flags a different submission."""
+    from talkbench.benchmark.bundles import read_bundle
+
+    bundles = tmp_path / "bundles"
+    gt_run = builtin_results["builtin:ground-truth"][1]
+    assert main(["bench", "export", gt_run, "--out", str(bundles / "gt.zip")]) == 0
+    assert main(["bench", "export", "builtin:static-frame", "--task", "grid3",
+                 "--out", str(bundles / "static")]) == 0
+    other = f"sqlite:///{tmp_path / 'other.db'}"  # a second team's store
+    assert main(["bench", "run", "--task", "grid3", "--submission", "builtin:shifted?k=3", "--tracking-uri", other,
+                 "--metrics", FAST_METRICS, "--no-keep-videos"]) == 0
+    assert main(["bench", "export", "builtin:shifted?k=3", "--task", "grid3", "--tracking-uri", other,
+                 "--out", str(bundles / "shifted3.zip")]) == 0
+    capsys.readouterr()
+    b = read_bundle(bundles / "static.tbresult.zip")
+    assert b.frames and b.record.submission.name == "builtin:static-frame"
+    with zipfile.ZipFile(bundles / "gt.zip") as z:
+        assert {"bundle.json", "results.json", "per_clip.csv", "task.yaml"} <= set(z.namelist())
+        assert not [n for n in z.namelist() if n.endswith(".mp4")]  # videos only with --with-videos
+
+    # a bundle of another task (hash changed consistently in both files) is refused, not merged
+    with zipfile.ZipFile(bundles / "gt.zip") as z, zipfile.ZipFile(bundles / "foreign.zip", "w") as out:
+        for n in z.namelist():
+            data = z.read(n)
+            if n in ("bundle.json", "results.json"):
+                data = data.replace(b.record.task.hash.encode(), b"f" * 64)
+            out.writestr(n, data)
+    md = tmp_path / "shared.md"
+    assert main(["bench", "leaderboard", "--from", str(bundles), "--out", str(md)]) == 0
+    assert "refused foreign.zip" in capsys.readouterr().err
+    rows = [line for line in md.read_text().splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert len(rows) == 3 and "builtin:ground-truth" in rows[0]  # ranked by LMD across both stores
+    assert any("builtin:shifted?k=3" in r for r in rows)
+    html_out = tmp_path / "shared.html"
+    assert main(["bench", "leaderboard", "--from", str(bundles), "--format", "html", "--out", str(html_out)]) == 0
+    assert html_out.read_text().count("data:image/png;base64,") >= 4
+
+    # verify: the same submission re-scored agrees; another one does not
+    capsys.readouterr()
+    assert main(["bench", "verify", str(bundles / "static.tbresult.zip"), "--submission", "builtin:static-frame"]) == 0
+    out = capsys.readouterr().out
+    assert "= the bundle's" in out and " OUT " not in out and "aggregates within tolerance" in out
+    assert main(["bench", "verify", str(bundles / "shifted3.zip"), "--submission", "builtin:shifted?k=5"]) == 1
+    assert " OUT " in capsys.readouterr().out
