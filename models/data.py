@@ -23,7 +23,7 @@ from pydantic import Field
 
 from talkbench.config import StrictModel
 from talkbench.errors import TalkbenchError
-from talkbench.schema import HOPS_PER_FRAME, MEL_BINS, MFCC_DIM, au_column
+from talkbench.schema import HOPS_PER_FRAME, MEL_BINS, MFCC_DIM, au_column, frame_array, image_column
 from talkbench.shards import ShardReader
 
 
@@ -166,15 +166,15 @@ class _ClipData:
         found = table.column("face_found").to_numpy(zero_copy_only=False).astype(bool)
         interp = table.column("face_interpolated").to_numpy(zero_copy_only=False).astype(bool)
         self.mask = found & ~interp if cfg.mask_interpolated else found | interp
-        self.faces = table.column("face").to_pylist() if "face" in table.column_names else None
-        self.mouths = table.column("mouth").to_pylist() if "mouth" in table.column_names else None
+        self.faces = image_column(table.column("face")) if "face" in table.column_names else None
+        self.mouths = image_column(table.column("mouth")) if "mouth" in table.column_names else None
         self.audio = None
         if cfg.audio_feature in table.column_names:
             width = HOPS_PER_FRAME * (MFCC_DIM if cfg.audio_feature == "mfcc" else MEL_BINS)
-            flat = table.column(cfg.audio_feature).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            if flat.size != self.n * width:
-                raise TalkbenchError(f"column {cfg.audio_feature!r} has null rows; cannot build audio windows")
-            self.audio = flat.astype(np.float32).reshape(self.n, width)
+            try:
+                self.audio = frame_array(table.column(cfg.audio_feature), cfg.audio_feature).reshape(self.n, width)
+            except ValueError:
+                raise TalkbenchError(f"column {cfg.audio_feature!r} has null rows; cannot build audio windows") from None
         self.aus = None
         if spec.aus:
             self.aus = np.stack(

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from talkbench.perf import write_report
-from talkbench.schema import SPEECH_AUS
+from talkbench.schema import SPEECH_AUS, image_bytes, image_column
 
 
 # ---------------------------------------------------------------------------------------------- loader
@@ -37,9 +37,10 @@ def _naive(shards: Path, n: int, size: int | None) -> float:
         for f in sorted((shards / "frames").glob("*.parquet")):
             df = pd.read_parquet(f)  # every column, as a first script would
             for _, row in df.iterrows():
-                if row["face"] is None:
+                face = image_bytes(row["face"])
+                if face is None:
                     continue
-                img = Image.open(io.BytesIO(row["face"])).convert("RGB")
+                img = Image.open(io.BytesIO(face)).convert("RGB")
                 if size and img.size != (size, size):
                     img = img.resize((size, size), Image.BILINEAR)
                 _ = np.asarray(img).transpose(2, 0, 1), row[[f"{a}_r" for a in SPEECH_AUS]].to_numpy(np.float32)
@@ -90,7 +91,7 @@ def perf_loader(shards: str | Path | None, samples: int = 3000, image_size: int 
     files = sorted((shards / "frames").glob("*.parquet"))
     if not files:
         raise TalkbenchError(f"{shards}/frames holds no .parquet files")
-    first = next(b for b in pq.read_table(files[0], columns=["face"]).column(0).to_pylist() if b)
+    first = next(b for b in image_column(pq.read_table(files[0], columns=["face"]).column(0)) if b)
     from PIL import Image
 
     native = Image.open(io.BytesIO(first)).size[0]

@@ -106,6 +106,12 @@ def write_shards(root: str | Path, *, speakers: int = 4, clips_per_speaker: int 
                 vals = np.clip(gain * o + rng.normal(0, 0.05, n_frames), 0, 5).astype(np.float32)
                 vals[~found] = np.nan
                 frames[au_column(au)] = vals
+            from talkbench.pipelines.tables import fixed_array, image_array
+
+            for name in ("mfcc", "landmarks", "align_matrix", "logmel"):
+                frames[name] = fixed_array(frames[name], FRAMES_SCHEMA.field(name).type, name)
+            for name in ("face", "mouth"):
+                frames[name] = image_array(frames[name])
             table = pa.Table.from_pydict(
                 {f.name: frames.get(f.name, pa.nulls(n_frames, f.type)) for f in FRAMES_SCHEMA}, schema=FRAMES_SCHEMA
             )

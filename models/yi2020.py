@@ -203,6 +203,7 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
     import pyarrow.parquet as pq
 
     from talkbench.models.data import ShardIndex
+    from talkbench.schema import frame_array, image_column
 
     index = ShardIndex(root)
     names = set(pq.read_schema(index.frame_files[0]).names)
@@ -216,7 +217,7 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
     for unit in index.units(split, list(statuses))[:max_clips]:
         t = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=cols)
         n = t.num_rows
-        lm = t.column("landmarks").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, -1, 3)
+        lm = frame_array(t.column("landmarks"), "landmarks")
         pose = np.stack([t.column(c).to_numpy(zero_copy_only=False) for c in ("yaw", "pitch", "roll", "tx", "ty", "tz")], 1)
         valid = t.column("face_found").to_numpy(zero_copy_only=False).astype(bool) & np.isfinite(pose).all(1)
         valid &= np.isfinite(lm).all(axis=(1, 2))
@@ -224,8 +225,8 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
             continue
         use_head = has_head and t.column("head").null_count < n  # a clip prepared without the head stage
         img_col, mat_col = ("head", "head_matrix") if use_head else ("face", "align_matrix")
-        mats = t.column(mat_col).combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, 2, 3)
-        blobs = t.column(img_col).to_pylist()
+        mats = frame_array(t.column(mat_col), mat_col)
+        blobs = image_column(t.column(img_col))
         first = next(b for b in blobs if b is not None)
         size = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR).shape[0]
         crops = np.zeros((n, size, size, 3), np.uint8)
@@ -238,8 +239,10 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
             raise TalkbenchError(f"{root}: clip {unit.clip_id} has no source size (needed to undo the pose's camera)")
         if (c.get("rotation") or 0) in (90, 270):
             h, w = w, h
-        mfcc = t.column("mfcc").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        mfcc = mfcc.reshape(n, HOPS_PER_FRAME * MFCC_DIM).astype(np.float32) if mfcc.size == n * 48 else np.zeros((n, 48), np.float32)
+        try:
+            mfcc = frame_array(t.column("mfcc"), "mfcc").reshape(n, HOPS_PER_FRAME * MFCC_DIM)
+        except ValueError:  # null rows (no audio features)
+            mfcc = np.zeros((n, 48), np.float32)
         out.append(Target(lm.astype(np.float32), pose.astype(np.float32), valid, mfcc, crops, mats.astype(np.float64),
                           (int(h), int(w)), fov, None, c.get("speaker_id") or unit.clip_id))
     if not out:

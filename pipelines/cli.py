@@ -43,6 +43,11 @@ def register(sub: Any, perf_sub: Any) -> None:
     s.add_argument("--duration", type=float, default=3.0, help="seconds per clip")
     s.set_defaults(handler=_synth)
 
+    mg = sub.add_parser("migrate", help="rewrite a prepared folder of an older schema as the current one "
+                        "(shaped arrays, image structs, Hugging Face dataset card)")
+    mg.add_argument("shards", metavar="SHARDS_DIR")
+    mg.set_defaults(handler=_migrate)
+
     i = sub.add_parser("inspect", help="summarise prepared shards; --sheet writes a contact sheet")
     i.add_argument("shards", metavar="SHARDS_DIR")
     i.add_argument("--sheet", default=None, metavar="FILE.png", help="contact sheet of face crops with landmarks")
@@ -72,6 +77,17 @@ def _synth(args: argparse.Namespace) -> int:
 
     generate_corpus(args.output, speakers=args.speakers, clips_per_speaker=args.clips, seed=args.seed,
                     duration_s=args.duration)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from talkbench.pipelines.hf import migrate
+
+    done = migrate(args.shards)
+    if done["from"] == done["to"]:
+        print(f"{args.shards} is already schema {done['to']} (dataset card rewritten)")
+    else:
+        print(f"migrated {args.shards} from schema {done['from']} to {done['to']} ({done['files']} files rewritten)")
     return 0
 
 

@@ -7,7 +7,7 @@ command line with ``-o section.key=value``.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 

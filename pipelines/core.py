@@ -40,6 +40,8 @@ class ClipRecord:
     def path(self) -> str:
         """The file to open: the original name, whatever bytes it is made of."""
         return os.fsdecode(self.source_path_raw) if self.source_path_raw is not None else self.source_path
+    #: ``source_path`` relative to the corpus root (what clips.parquet records; the root is in manifest.json)
+    source_rel: str | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from talkbench.errors import TalkbenchError
-from talkbench.schema import ALL_AUS, au_column
+from talkbench.schema import ALL_AUS, au_column, frame_array, image_column
 from talkbench.shards import ShardReader
 
 PERCENTILES = (5, 25, 50, 75, 95)
@@ -143,16 +143,16 @@ def contact_sheet(shards_dir: str | Path, out_path: str | Path, max_clips: int =
             if len(tiles) >= max_clips * per_clip:
                 break
             t = pf.read_row_group(rg, columns=["clip_id", "frame_idx", "face", "landmarks", "align_matrix"])
-            faces = t.column("face").to_pylist()
+            faces = image_column(t.column("face"))
+            landmarks = frame_array(t.column("landmarks"), "landmarks")
+            matrices = frame_array(t.column("align_matrix"), "align_matrix")
             picks = [i for i in np.linspace(0, t.num_rows - 1, per_clip).round().astype(int) if faces[i]]
             for i in picks:
                 img = Image.open(io.BytesIO(faces[i])).convert("RGB")
                 scale = tile / img.width
                 img = img.resize((tile, round(img.height * scale)))
-                lm, m = t.column("landmarks")[i].as_py(), t.column("align_matrix")[i].as_py()
-                if lm is not None and m is not None:
-                    pts = np.asarray(lm, np.float64).reshape(-1, 3)[:, :2]
-                    mat = np.asarray(m, np.float64).reshape(2, 3)
+                pts, mat = landmarks[i][:, :2].astype(np.float64), matrices[i].astype(np.float64)
+                if np.isfinite(mat).all():
                     xy = pts @ mat[:, :2].T + mat[:, 2]
                     draw = ImageDraw.Draw(img)
                     for x, y in xy[np.isfinite(xy).all(axis=1)] * scale:

@@ -131,6 +131,7 @@ def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfi
     if records is None:
         records = list_records(dataset, input_dir, split, dataset_options, limit)
     store = ShardStore(str(output))
+    _check_output_schema(store)
     run_id, run_started = new_run_id(), time.time()
     job = job_identity(dataset, cfg, split)
     store.claim(job, run_id)
@@ -163,6 +164,17 @@ def prepare(dataset: str, input_dir: str | Path, output: str, cfg: PipelineConfi
     finally:
         store.release(run_id)
     return summary
+
+
+def _check_output_schema(store: Any) -> None:
+    """Never mix schema versions in one folder: an older output is migrated first (or a new one used)."""
+    path = store.path("manifest.json")
+    if not store.exists(path):
+        return
+    version = str(store.read_json(path).get("schema_version", ""))
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise TalkbenchError(f"{store.url} holds schema {version} shards, this talkbench writes {SCHEMA_VERSION}: "
+                             f"run `talkbench migrate {store.url}` first, or use a new --output folder")
 
 
 def _run(client: Any, todo: list[ClipRecord], cfg: PipelineConfig, store: Any, run_id: str,
@@ -247,7 +259,7 @@ def write_manifest(store: Any, dataset: str, input_dir: str | Path, config: dict
             counts.setdefault("by_error_kind", {})[kind] = counts.get("by_error_kind", {}).get(kind, 0) + n
     records = store.records()
     counts["shards"] = sum(1 for r in records if r["frames_file"])
-    store.write_json(store.path("manifest.json"), {
+    manifest = {
         "schema_version": SCHEMA_VERSION,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dataset": dataset,
@@ -261,7 +273,12 @@ def write_manifest(store: Any, dataset: str, input_dir: str | Path, config: dict
                      "skipped": summary.skipped, "frames": summary.frames,
                      "elapsed_s": round(summary.elapsed_s, 3), "frames_per_s": round(summary.frames_per_s, 2)},
         "frames_files": sorted(r["frames_file"] for r in records if r["frames_file"]),
-    })
+        "source_paths": "relative to input",
+    }
+    store.write_json(store.path("manifest.json"), manifest)
+    from talkbench.pipelines.hf import dataset_card  # the folder is a Hugging Face dataset too
+
+    store.write_bytes(store.path("README.md"), dataset_card(manifest).encode())
 
 
 # -- command line -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from talkbench.pipelines.core import Clip, ClipRecord
-from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA, to_pcm16
+from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA, IMAGE_TYPE, to_pcm16
 
 _RUNNER_FRAME_COLUMNS = ("clip_id", "frame_idx", "timestamp_s")
 
@@ -27,7 +27,7 @@ def record_columns(record: ClipRecord) -> dict[str, Any]:
         "dataset": record.dataset,
         "speaker_id": record.speaker_id,
         "split": record.split,
-        "source_path": record.source_path,
+        "source_path": record.source_rel or record.source_path,
         "source_path_raw": record.source_path_raw,
         "transcript": record.transcript,
         "words_json": None if record.words is None else json.dumps([list(w) for w in record.words]),
@@ -92,23 +92,56 @@ def frames_table(clip: Clip) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=FRAMES_SCHEMA)
 
 
+def _fixed_shape(t: pa.DataType) -> tuple[int, ...]:
+    """The per-row shape of a (nested) fixed-size list type: (6,) or (478, 3)."""
+    shape = []
+    while pa.types.is_fixed_size_list(t):
+        shape.append(t.list_size)
+        t = t.value_type
+    return tuple(shape)
+
+
+def fixed_array(values: Any, t: pa.DataType, name: str = "column") -> pa.Array:
+    """``(n, *shape)`` numbers (or n flat rows) -> the (nested) fixed-size list array of type ``t``."""
+    shape = _fixed_shape(t)
+    leaf = t
+    while pa.types.is_fixed_size_list(leaf):
+        leaf = leaf.value_type
+    n = len(values)
+    flat = np.ascontiguousarray(values, dtype=leaf.to_pandas_dtype()).reshape(n, -1)
+    if flat.shape[1] != int(np.prod(shape)):
+        raise ValueError(f"column {name!r} has {flat.shape[1]} values per frame, expected {int(np.prod(shape))} "
+                         f"{shape}")
+    arr: pa.Array = pa.array(flat.reshape(-1))
+    for size in reversed(shape):
+        arr = pa.FixedSizeListArray.from_arrays(arr, size)
+    return arr
+
+
+def image_array(values: Any) -> pa.Array:
+    """Encoded images (bytes or None) -> ``IMAGE_TYPE`` structs, the layout of a ``datasets`` Image."""
+    data = [None if v is None else (v.get("bytes") if isinstance(v, dict) else v) for v in values]
+    return pa.StructArray.from_arrays([pa.array(data, pa.binary()), pa.array([None] * len(data), pa.string())],
+                                      fields=list(IMAGE_TYPE), mask=pa.array([d is None for d in data]))
+
+
 def _column(values: Any, field: pa.Field, n: int) -> pa.Array:
     if values is None:
         if pa.types.is_fixed_size_list(field.type):
             # NaN-filled, not null: pyarrow cannot read null fixed-size lists back from Parquet
             # ("Expected all lists to be of size=N", apache/arrow#35692, fixed after pyarrow 25)
-            values = np.full((n, field.type.list_size), np.nan, dtype=np.float32)
+            values = np.full((n, int(np.prod(_fixed_shape(field.type)))), np.nan, dtype=np.float32)
+        elif field.type == IMAGE_TYPE:
+            values = [None] * n
         else:
             return pa.nulls(n, type=field.type)
     if len(values) != n:
         raise ValueError(f"column {field.name!r} has {len(values)} rows, expected {n}")
     t = field.type
     if pa.types.is_fixed_size_list(t):
-        width = t.list_size
-        flat = np.ascontiguousarray(values, dtype=t.value_type.to_pandas_dtype()).reshape(n, -1)
-        if flat.shape[1] != width:
-            raise ValueError(f"column {field.name!r} has {flat.shape[1]} values per frame, expected {width}")
-        return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
+        return fixed_array(values, t, field.name)
+    if t == IMAGE_TYPE:
+        return image_array(values)
     if pa.types.is_binary(t) or pa.types.is_string(t):
         return pa.array(list(values), type=t)
     return pa.array(np.asarray(values).astype(t.to_pandas_dtype(), copy=False), type=t)

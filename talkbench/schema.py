@@ -18,7 +18,10 @@ import pyarrow as pa
 
 from talkbench.facemesh import N_LANDMARKS  # MediaPipe face mesh with iris refinement
 
-SCHEMA_VERSION = "1.2"  # 1.1: head, head_matrix (seed 001); 1.2: source_path_raw (hardening)
+SCHEMA_VERSION = "2.0"  # 1.1: head, head_matrix (seed 001); 1.2: source_path_raw (hardening); 2.0: shaped
+#: arrays, image structs, dataset card (newcomer). Readers still accept 1.x, which stored the arrays flat and
+#: images as plain bytes (the helpers below read both); ``talkbench migrate`` rewrites a 1.x folder as 2.0
+READABLE_MAJORS = ("1", "2")
 
 #: The speech-related AUs of the method (GUIDE §1) and the extra mouth/eye AUs we also estimate.
 SPEECH_AUS: tuple[str, ...] = ("AU10", "AU14", "AU20", "AU25", "AU26")
@@ -94,6 +97,54 @@ def au_column(au: str) -> str:
     return f"{au}_r"
 
 
+def fixed_shape(rows: int, cols: int) -> pa.DataType:
+    """A (rows, cols) float32 array per row, nested fixed-size lists: ``datasets`` reads it as ``Array2D``."""
+    return pa.list_(pa.list_(pa.float32(), cols), rows)
+
+
+#: an encoded image the way Hugging Face ``datasets`` stores its ``Image`` feature
+IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+#: per-frame array columns and their shapes (schema 1.x stored them flat, row-major)
+FRAME_SHAPES: dict[str, tuple[int, int]] = {
+    "landmarks": (N_LANDMARKS, 3), "align_matrix": (2, 3),
+    "mfcc": (HOPS_PER_FRAME, MFCC_DIM), "logmel": (HOPS_PER_FRAME, MEL_BINS), "head_matrix": (2, 3),
+}
+IMAGE_COLUMNS = ("face", "mouth", "head")
+
+
+def frame_array(column: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
+    """An array column -> float32 ``(n, *FRAME_SHAPES[name])``; reads schema 2 (nested) and 1 (flat)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    while pa.types.is_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        arr = arr.flatten()
+    return arr.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, *FRAME_SHAPES[name])
+
+
+def image_column(column: pa.ChunkedArray | pa.Array) -> list[bytes | None]:
+    """An image column -> encoded bytes per row (schema 2 {bytes, path} structs; schema 1 plain bytes)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_struct(arr.type):
+        data = arr.field("bytes").to_pylist()
+        valid = arr.is_valid().to_pylist()
+        return [d if ok else None for d, ok in zip(data, valid, strict=True)]
+    return arr.to_pylist()
+
+
+def image_bytes(value: bytes | dict | None) -> bytes | None:
+    """An image cell as read by ``to_pylist()`` -> its encoded bytes (schema 2 {bytes, path}; schema 1 bytes)."""
+    if isinstance(value, dict):
+        return value.get("bytes")
+    return value
+
+
+def check_schema_version(version: str | None, where: str) -> None:
+    """Refuse shards no reader here understands (the readers' check: ``talkbench.shards``)."""
+    from talkbench.shards import check_schema_version as check
+
+    check(version, where)
+
+
 FRAME_FIELDS: list[pa.Field] = [
     pa.field("clip_id", pa.string(), nullable=False),
     pa.field("frame_idx", pa.int32(), nullable=False),
@@ -101,22 +152,22 @@ FRAME_FIELDS: list[pa.Field] = [
     pa.field("face_found", pa.bool_()),
     pa.field("face_interpolated", pa.bool_()),
     pa.field("n_faces", pa.int8()),
-    # 478 x 3 float32, row-major (x, y in source-frame pixels; z in the same scale as x)
-    pa.field("landmarks", pa.list_(pa.float32(), N_LANDMARKS * 3)),
+    # 478 x 3 float32 (x, y in source-frame pixels; z in the same scale as x)
+    pa.field("landmarks", fixed_shape(N_LANDMARKS, 3)),
     # 2 x 3 similarity transform mapping source-frame pixels to the aligned face crop
-    pa.field("align_matrix", pa.list_(pa.float32(), 6)),
+    pa.field("align_matrix", fixed_shape(2, 3)),
     *[pa.field(c, pa.float32()) for c in POSE_COLUMNS],
     *[pa.field(au_column(a), pa.float32()) for a in ALL_AUS],
-    pa.field("face", pa.binary()),  # encoded aligned face crop (PNG or JPEG, PIL opens it)
-    pa.field("mouth", pa.binary()),  # encoded mouth crop
+    pa.field("face", IMAGE_TYPE),  # encoded aligned face crop (PNG or JPEG) as {bytes, path}: an HF Image
+    pa.field("mouth", IMAGE_TYPE),  # encoded mouth crop
     # encoded head crop: one fixed box per clip covering the face's motion, so pose stays visible (1.1)
-    pa.field("head", pa.binary()),
+    pa.field("head", IMAGE_TYPE),
     # 2 x 3 source pixels -> head crop (scale + shift; the same on every frame of a clip) (1.1)
-    pa.field("head_matrix", pa.list_(pa.float32(), 6)),
-    # the 4 MFCC hops (10 ms each) of this 40 ms frame, 4 x 12 row-major; a frame's 350 ms window
+    pa.field("head_matrix", fixed_shape(2, 3)),
+    # the 4 MFCC hops (10 ms each) of this 40 ms frame, 4 x 12; a frame's 350 ms window
     # is the concatenation over neighbouring frames (see talkbench.pipelines.audio)
-    pa.field("mfcc", pa.list_(pa.float32(), HOPS_PER_FRAME * MFCC_DIM)),
-    pa.field("logmel", pa.list_(pa.float32(), HOPS_PER_FRAME * MEL_BINS)),  # 4 x 80 row-major
+    pa.field("mfcc", fixed_shape(HOPS_PER_FRAME, MFCC_DIM)),
+    pa.field("logmel", fixed_shape(HOPS_PER_FRAME, MEL_BINS)),  # 4 x 80
     pa.field("face_size", pa.float32()),  # inter-ocular distance in source pixels
     pa.field("det_conf", pa.float32()),
     pa.field("blur", pa.float32()),  # variance of the Laplacian of the face crop (higher = sharper)

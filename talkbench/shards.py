@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from talkbench.errors import TalkbenchError
 from talkbench.io import sha256_file
-from talkbench.schema import SCHEMA_VERSION, from_pcm16
+from talkbench.schema import READABLE_MAJORS, SCHEMA_VERSION, from_pcm16
 
 
 class ShardReader:
@@ -142,12 +142,13 @@ class ShardReader:
 
 
 def check_schema_version(version: Any, where: str | Path) -> None:
-    """Readers accept the same major schema version (minor versions only add columns)."""
+    """Readers accept the majors in ``schema.READABLE_MAJORS`` (minor versions only add columns; 1.x stored
+    arrays flat and images as bytes, read through ``schema.frame_array``/``image_column``)."""
     v = str(version or "")
-    if v.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+    if v.split(".")[0] not in READABLE_MAJORS:
         raise TalkbenchError(f"{where}: shards schema version {v or 'unknown'!r}; this talkbench reads "
-                             f"{SCHEMA_VERSION.split('.')[0]}.x ({SCHEMA_VERSION}): re-run `talkbench prepare` "
-                             "with this version, or use the talkbench version that wrote them")
+                             f"{', '.join(m + '.x' for m in READABLE_MAJORS)} ({SCHEMA_VERSION}): re-run "
+                             "`talkbench prepare` with this version, or use the talkbench version that wrote them")
 
 
 def check_columns(path: str | Path, needed: list[str]) -> None:

@@ -92,7 +92,21 @@ def list_clips(name: str, root: str | Path, split_cfg: SplitConfig | None = None
     from talkbench.pipelines.datasets.splits import assign_clip_splits
 
     split_cfg = split_cfg or SplitConfig()
-    return assign_clip_splits([safe_record(r) for r in adapter(root, split_cfg, **options)], split_cfg)
+    records = assign_clip_splits([safe_record(r) for r in adapter(root, split_cfg, **options)], split_cfg)
+    return [with_paths(r, root) for r in records]
+
+
+def with_paths(record: ClipRecord, root: Path) -> ClipRecord:
+    """Absolute ``source_path`` (workers may run elsewhere) and ``source_rel``, relative to the corpus root.
+
+    ``os.path`` rather than ``Path.resolve``: symlinked files must keep their place under the root.
+    """
+    import os
+    from dataclasses import replace
+
+    path = os.path.abspath(record.source_path)
+    rel = os.path.relpath(path, os.path.abspath(root))
+    return replace(record, source_path=path, source_rel=None if rel.startswith("..") else Path(rel).as_posix())
 
 
 def is_hidden(rel: Path) -> bool:
