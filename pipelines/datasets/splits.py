@@ -144,7 +144,7 @@ def split_summary(rows: Iterable[tuple[str, str]], cfg: SplitConfig) -> tuple[li
         clips[split] += 1
         speakers[split].add(speaker)
     lines = [f"{'split':<8} {'clips':>6} {'speakers':>9}"]
-    for split in SPLITS:
+    for split in ("train", "val", "test"):
         lines.append(f"{split:<8} {clips[split]:>6} {len(speakers[split]):>9}")
     all_speakers = sorted(set().union(*speakers.values())) if speakers else []
     shown = ", ".join(all_speakers[:8]) + (", ..." if len(all_speakers) > 8 else "")
