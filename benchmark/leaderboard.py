@@ -268,12 +268,13 @@ def group_scores(board: Board) -> dict[str, dict[str, float]]:
 
 def radar_svg(scores: dict[str, float], axes: list[str], size: int = 150) -> str:
     """A small inline SVG radar: one axis per metric group, 1 = ground truth (the dashed outline)."""
-    c, r = size / 2, size / 2 - 28
+    width = size + 70  # room for the side labels
+    cx, c, r = width / 2, size / 2, size / 2 - 28
     n = max(len(axes), 3)
 
     def pt(i: int, v: float) -> tuple[float, float]:
         a = -math.pi / 2 + 2 * math.pi * i / n
-        return c + r * v * math.cos(a), c + r * v * math.sin(a)
+        return cx + r * v * math.cos(a), c + r * v * math.sin(a)
 
     ring = " ".join(f"{x:.1f},{y:.1f}" for x, y in (pt(i, 1.0) for i in range(n)))
     poly = " ".join(f"{x:.1f},{y:.1f}" for x, y in (pt(i, scores.get(a, 0.0)) for i, a in enumerate(axes)))
@@ -283,9 +284,9 @@ def radar_svg(scores: dict[str, float], axes: list[str], size: int = 150) -> str
         v = scores.get(a)
         text = f"{a.split()[0]} {'n/a' if v is None else f'{v:.2f}'}"
         labels.append(f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle" font-size="9">{html.escape(text)}</text>')
-    spokes = "".join(f'<line x1="{c}" y1="{c}" x2="{x:.1f}" y2="{y:.1f}" stroke="#ccc"/>'
+    spokes = "".join(f'<line x1="{cx}" y1="{c}" x2="{x:.1f}" y2="{y:.1f}" stroke="#ccc"/>'
                      for x, y in (pt(i, 1.0) for i in range(n)))
-    return (f'<svg class="radar" width="{size}" height="{size}" viewBox="0 0 {size} {size}" role="img">'
+    return (f'<svg class="radar" width="{width}" height="{size}" viewBox="0 0 {width} {size}" role="img">'
             f'{spokes}<polygon points="{ring}" fill="none" stroke="#888" stroke-dasharray="3,3"/>'
             f'<polygon points="{poly}" fill="rgba(59,125,216,0.35)" stroke="#3b7dd8"/>{"".join(labels)}</svg>')
 

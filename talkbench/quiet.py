@@ -12,7 +12,8 @@ What is filtered, and why it is safe to drop:
 * Dask's "Port 8787 is already in use" (another cluster's dashboard; a random port is used) and the
   nanny's "Worker process still alive after 4.0 seconds, killing" at shutdown: ``distributed`` loggers
   below ERROR.
-* MLflow's artifact download progress bars (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``).
+* MLflow's artifact download progress bars (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``) and its "Creating
+  initial MLflow database tables" / alembic migration lines when a new SQLite store is made.
 
 Nothing talkbench logs itself is filtered.
 """
@@ -37,7 +38,8 @@ NATIVE_NOISE = re.compile(
 _NOISE_STARTS = (b"INFO: Created TensorFlow", b"WARNING: All log messages before absl", b"W0000 ", b"I0000 ")
 
 QUIET_LOGGERS = ("distributed", "distributed.nanny", "distributed.node", "distributed.scheduler",
-                 "distributed.worker", "distributed.core", "tornado", "absl")
+                 "distributed.worker", "distributed.core", "tornado", "absl",
+                 "mlflow.store.db.utils", "alembic", "alembic.runtime.migration")
 
 
 def _may_be_noise(partial: bytes) -> bool:

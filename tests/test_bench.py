@@ -560,6 +560,49 @@ def test_html_leaderboard_renders_in_a_browser(bench_env, builtin_results, tmp_p
     assert img.std() > 10  # a rendered page with table and pictures, not a blank one
 
 
+SORT_PROBE = """<script>window.addEventListener('load', () => {
+  const main = document.getElementById('main');
+  const names = () => [...main.tBodies[0].rows].map(r => r.cells[1].innerText);
+  const heads = [...main.tHead.rows[1].cells];
+  const psnr = heads.find(h => h.innerText.startsWith('psnr'));
+  const before = names(); psnr.click(); const asc = names(); psnr.click(); const desc = names();
+  const out = {before, asc, desc, groups: [...main.tHead.rows[0].cells].map(c => c.innerText).filter(x => x),
+    radars: document.querySelectorAll('svg.radar polygon').length, refRows: main.querySelectorAll('tr.ref').length,
+    undefTitles: [...document.querySelectorAll('td.undef')].map(td => td.title)};
+  const pre = document.createElement('pre'); pre.id = 'probe';
+  pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+});</script>"""
+
+
+@pytest.mark.browser
+def test_html_leaderboard_groups_sorts_and_explains(bench_env, builtin_results, tmp_path):
+    """The readable board in Chromium: reference row, metric groups, sorting by a click, radar profiles,
+    and a reason on every undefined value."""
+    out = tmp_path / "lb.html"
+    assert main(["bench", "leaderboard", "--task", "grid3", "--format", "html", "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "cdn" not in html.lower() and "<script src" not in html  # self-contained
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", SORT_PROBE + "</body>"))
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert match, "the page's script did not run in the browser"
+    p = json.loads(html_lib.unescape(match.group(1)))
+    assert p["refRows"] == 1 and "reference" in p["before"][0]  # ground truth first, as the reference
+    assert {"Image quality", "Lip sync"} <= set(p["groups"])
+    psnr = {res.record.submission.name: res.record.aggregates["psnr"].value for res, _ in builtin_results.values()}
+    asc = [n.replace(" (reference)", "") for n in p["asc"]]
+    assert asc == sorted(psnr, key=lambda n: psnr[n])  # a click sorts ascending (ground truth's PSNR is the cap)
+    assert [n.replace(" (reference)", "") for n in p["desc"]] == asc[::-1]  # a second click descending
+    assert p["radars"] >= 2 * len(builtin_results)  # outline + profile per submission
+    assert all(t and ("undefined on" in t or "unavailable" in t or "not computed" in t) for t in p["undefTitles"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

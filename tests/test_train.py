@@ -46,9 +46,10 @@ def test_loader_yields_what_a_generator_needs_with_face_masks(shards):
     assert batch["face"][0][missing].max() == 0 and batch["face"][0][~missing].float().mean() > 50
     # identity = the clip's identity_frame (first frame with a face), windows = the pipeline's function
     from talkbench.pipelines.audio import mfcc_windows
+    from talkbench.schema import frame_array
 
     table = pq.read_table(ShardIndex(shards).units("train", ["ok"])[0].path).slice(0, 24)
-    rows = np.stack(table.column("mfcc").to_numpy(zero_copy_only=False))
+    rows = frame_array(table.column("mfcc"), "mfcc").reshape(len(table), -1)  # stored 4 x 12 per frame
     assert np.allclose(batch["windows"][0].numpy(), mfcc_windows(rows, 35))
 
 
