@@ -62,6 +62,9 @@ def register(sub: Any, perf_sub: Any) -> None:
     r.add_argument("--length-tolerance", type=int, default=1,
                    help="frames a submission may be off by (trimmed/padded); more is a wrong_length error")
     r.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if available)")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS|slurm:FILE",
+                   help="score the clips on a Dask cluster: a scheduler address (tcp://host:8786) or slurm:FILE "
+                   "(a dask-jobqueue YAML like configs/slurm_example.yaml); same numbers as a local run")
     r.add_argument("--tasks-dir", default=None)
     r.add_argument("--allow-code", action="store_true", help="allow module:Class adapters: they are imported "
                    "and run with your rights (off by default, so a service passing on specs runs none)")
@@ -154,7 +157,8 @@ def _run(args: argparse.Namespace) -> int:
     run_submissions(args.task, args.submission, name=args.name, tracking_uri=args.tracking_uri,
                     rerun=args.rerun, metrics=metrics, outputs_dir=args.outputs_dir,
                     length_tolerance=args.length_tolerance, tasks_dir=args.tasks_dir, device=args.device,
-                    keep_videos=not args.no_keep_videos, allow_code=args.allow_code, on_result=show)
+                    keep_videos=not args.no_keep_videos, allow_code=args.allow_code, on_result=show,
+                    scheduler=args.scheduler)
     return 0
 
 

@@ -158,10 +158,28 @@ def evaluate(task: TaskManifest, submission: Submission, metric_names: list[str]
     metrics, unavailable = select_metrics(task, metric_names, device)
     pre = preprocessor or Preprocessor(task)
     keep = VideoKeeper(videos_dir) if videos_dir is not None and submission.keeps_videos else None
+    submission.setup(task)
+    try:
+        rows, metric_errors, grids = score_clips(task, submission, metrics, pre, keep, n_grids)
+    finally:
+        if preprocessor is None:
+            pre.close()
+        submission.close()
+    return finish(task, submission, metrics, unavailable, rows, metric_errors, grids,
+                  keep.folder if keep else None, time.perf_counter() - t0)
+
+
+def score_clips(task: TaskManifest, submission: Submission, metrics: dict[str, Metric], pre: Preprocessor,
+                keep: VideoKeeper | None, n_grids: int = 3
+                ) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, np.ndarray]]:
+    """Every clip of ``task`` (in order): per-clip rows, metric errors, the first ``n_grids`` frame grids.
+
+    The metrics keep their per-clip values (``metric.per_clip``); a cluster run calls this on parts of
+    the task and merges (``benchmark/distributed.py``).
+    """
     rows: list[dict[str, Any]] = []
     metric_errors: list[dict[str, str]] = []
     grids: dict[str, np.ndarray] = {}
-    submission.setup(task)
     bar = tqdm(total=len(task.clips), desc=f"scoring {submission.name}", unit="clip")
     try:
         for out in submission.outputs(_inputs(task, pre)):
@@ -177,9 +195,13 @@ def evaluate(task: TaskManifest, submission: Submission, metric_names: list[str]
             row.pop("_grid", None)
     finally:
         bar.close()
-        if preprocessor is None:
-            pre.close()
-        submission.close()
+    return rows, metric_errors, grids
+
+
+def finish(task: TaskManifest, submission: Submission, metrics: dict[str, Metric], unavailable: dict[str, str],
+           rows: list[dict[str, Any]], metric_errors: list[dict[str, str]], grids: dict[str, np.ndarray],
+           videos_dir: Path | None, elapsed_s: float) -> EvalResult:
+    """Aggregate the metrics' per-clip values into the result (public key names in the rows too)."""
     agg = aggregate(metrics, rows, metric_errors)
     for r in rows:  # per-clip columns "metric/key" -> the aggregates' public key
         for column, public in agg.renamed.items():
@@ -187,8 +209,7 @@ def evaluate(task: TaskManifest, submission: Submission, metric_names: list[str]
                 r[public] = r.pop(column)
     return EvalResult(task=task, submission=submission, rows=rows, aggregates=agg.aggregates, metrics=agg.metrics,
                       key_metric=agg.key_metric, unavailable={**unavailable, **agg.unavailable},
-                      metric_errors=metric_errors, grids=grids, videos_dir=keep.folder if keep else None,
-                      elapsed_s=time.perf_counter() - t0)
+                      metric_errors=metric_errors, grids=grids, videos_dir=videos_dir, elapsed_s=elapsed_s)
 
 
 def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics: dict[str, Metric],

@@ -30,9 +30,12 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
                     length_tolerance: int = 1, tasks_dir: str | Path | None = None, device: str | None = None,
                     log_to_mlflow: bool = True, keep_videos: bool = True,
                     names: dict[str, str] | None = None, allow_code: bool = True,
-                    on_result: Callable[[EvalResult, str | None], None] | None = None
-                    ) -> list[tuple[EvalResult, str | None]]:
+                    on_result: Callable[[EvalResult, str | None], None] | None = None,
+                    scheduler: str | None = None) -> list[tuple[EvalResult, str | None]]:
     """Score each submission on the task (ground truth processed once), log one MLflow run each.
+
+    ``scheduler``: a Dask scheduler address or ``slurm:FILE``; the clips of each submission are then
+    scored on the cluster (``benchmark/distributed.py``), with the same numbers as a local run.
 
     Duplicates are checked for every submission BEFORE any scoring, so a refused rerun costs nothing.
     ``names``: spec -> display name, to name several submissions at once (``name`` names a single one).
@@ -58,8 +61,16 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
             # each run its own folder (two runs of one submission at once never share files): the
             # videos, then results.json + per_clip.csv + grids, all written before MLflow is touched
             folder = run_folder(base, sub.name)
-            result = evaluate(task, sub, metric_names=metrics, videos_dir=folder if keep_videos else None,
-                              device=device, preprocessor=pre)
+            if scheduler:
+                from talkbench.benchmark.distributed import evaluate_on_cluster
+
+                result = evaluate_on_cluster(task, specs[i], scheduler, name=sub.name, length_tolerance=length_tolerance,
+                                             metric_names=metrics, videos_dir=folder if keep_videos else None,
+                                             device=device, allow_code=allow_code)
+                result.submission = sub
+            else:
+                result = evaluate(task, sub, metric_names=metrics, videos_dir=folder if keep_videos else None,
+                                  device=device, preprocessor=pre)
             result.record = RunRecord.from_result(result, length_tolerance, provenance)
             runs.write_run_folder(result, folder)
             result.results_dir = folder

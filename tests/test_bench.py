@@ -746,3 +746,26 @@ def test_bundles_from_two_stores_merge_and_verify(bench_env, builtin_results, tm
     assert "= the bundle's" in out and " OUT " not in out and "aggregates within tolerance" in out
     assert main(["bench", "verify", str(bundles / "shifted3.zip"), "--submission", "builtin:shifted?k=5"]) == 1
     assert " OUT " in capsys.readouterr().out
+
+
+def test_bench_run_on_a_dask_scheduler_matches_a_local_run(bench_env, builtin_results, tmp_path):
+    """bench run --scheduler on a real LocalCluster of two worker processes: the same numbers (values and
+    bootstrap CIs) as the local run of the same submission, clip rows in task order."""
+    from distributed import LocalCluster
+
+    from talkbench.benchmark.harness import run_submissions
+
+    local, _ = builtin_results["builtin:shifted?k=5"]
+    metrics = sorted(local.metrics)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        ((remote, run_id),) = run_submissions("grid3", ["builtin:shifted?k=5"], metrics=metrics, keep_videos=False,
+                                               tracking_uri=f"sqlite:///{tmp_path / 'cluster.db'}",
+                                               scheduler=cluster.scheduler_address)
+    assert run_id and [r["clip_id"] for r in remote.rows] == [r["clip_id"] for r in local.rows]
+    assert set(remote.aggregates) == set(local.aggregates)
+    for key, agg in local.aggregates.items():
+        other = remote.aggregates[key]
+        for a, b in ((agg.value, other.value), (agg.ci_low, other.ci_low), (agg.ci_high, other.ci_high)):
+            assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, rel=1e-9, abs=1e-12), key
+        assert (agg.n, agg.n_undefined) == (other.n, other.n_undefined)
+    assert remote.record.submission.hash == local.record.submission.hash
