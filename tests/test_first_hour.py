@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from talkbench.cli import build_parser, main
+from talkbench.app.cli import build_parser, main
 from talkbench.config import build
 from talkbench.errors import ConfigError
 from talkbench.pipelines.config import PipelineConfig, SplitConfig

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from talkbench.cli import main
+from talkbench.app.cli import main
 from talkbench.errors import TalkbenchError
 from talkbench.models.synthetic_shards import write_shards
 from talkbench.pipelines.hf import dataset_card

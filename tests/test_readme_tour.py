@@ -68,7 +68,7 @@ def test_tour_commands_are_found() -> None:
 
 def test_readme_tour_runs_on_the_fixtures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from talkbench.cli import main
+    from talkbench.app.cli import main
 
     # a scratch "repository" next to a "shared" folder, as the checkout sits next to ../shared
     repo = tmp_path / "repo"
