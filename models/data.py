@@ -184,9 +184,10 @@ class _ClipData:
         self._points: np.ndarray | None = None
         self.landmarks = self.align = None
         if spec.regions:
-            self.landmarks = np.stack(table.column("landmarks").to_numpy(zero_copy_only=False)) \
+            # flat rows (T, 1434) and (T, 6), whichever schema stored them (frame_array reads both)
+            self.landmarks = frame_array(table.column("landmarks"), "landmarks").reshape(self.n, -1) \
                 if table.column("landmarks").null_count == 0 else None
-            self.align = np.stack(table.column("align_matrix").to_numpy(zero_copy_only=False)) \
+            self.align = frame_array(table.column("align_matrix"), "align_matrix").reshape(self.n, -1) \
                 if table.column("align_matrix").null_count == 0 else None
 
     def windows(self) -> np.ndarray:

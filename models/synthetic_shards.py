@@ -106,14 +106,14 @@ def write_shards(root: str | Path, *, speakers: int = 4, clips_per_speaker: int 
                 vals = np.clip(gain * o + rng.normal(0, 0.05, n_frames), 0, 5).astype(np.float32)
                 vals[~found] = np.nan
                 frames[au_column(au)] = vals
-            from talkbench.pipelines.tables import fixed_array, image_array
+            from talkbench.pipelines.tables import empty_column, fixed_array, image_array
 
             for name in ("mfcc", "landmarks", "align_matrix", "logmel"):
                 frames[name] = fixed_array(frames[name], FRAMES_SCHEMA.field(name).type, name)
             for name in ("face", "mouth"):
                 frames[name] = image_array(frames[name])
             table = pa.Table.from_pydict(
-                {f.name: frames.get(f.name, pa.nulls(n_frames, f.type)) for f in FRAMES_SCHEMA}, schema=FRAMES_SCHEMA
+                {f.name: frames.get(f.name, empty_column(f, n_frames)) for f in FRAMES_SCHEMA}, schema=FRAMES_SCHEMA
             )
             k = len(clip_rows) % files
             per_file[k].append(table)

@@ -91,13 +91,13 @@ train/val/test assignment; the Hugging Face split is one `train` table per confi
 # -- migrate ----------------------------------------------------------------------------------------------
 def migrate_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A schema-1 frames or clips table -> ``schema`` (shaped arrays, image structs); same rows, same order."""
-    from talkbench.pipelines.tables import fixed_array, image_array
+    from talkbench.pipelines.tables import empty_column, fixed_array, image_array
     from talkbench.schema import frame_array, image_column
 
     cols = []
     for f in schema:
-        if f.name not in table.column_names:
-            cols.append(pa.nulls(table.num_rows, f.type))
+        if f.name not in table.column_names:  # e.g. head/head_matrix of a 1.0 folder
+            cols.append(empty_column(f, table.num_rows))
         elif f.name in FRAME_SHAPES and pa.types.is_fixed_size_list(f.type):
             cols.append(fixed_array(frame_array(table.column(f.name), f.name), f.type, f.name))
         elif f.name in IMAGE_COLUMNS and f.type == IMAGE_TYPE:

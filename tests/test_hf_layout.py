@@ -59,17 +59,17 @@ def test_load_dataset_gives_shaped_arrays_and_images(tmp_path, hf_offline) -> No
     np.testing.assert_array_equal(frame_array(t.column("mfcc"), "mfcc")[0], np.asarray(row["mfcc"], np.float32))
 
 
-def _as_schema1(root: Path) -> None:
+def _as_schema1(root: Path, drop: tuple[str, ...] = ()) -> None:
     """Rewrite a schema-2 folder the way schema 1 stored it: flat arrays, plain image bytes."""
     for f in (root / "frames").glob("*.parquet"):
-        t = pq.read_table(f)
+        t = pq.read_table(f).drop_columns(list(drop))
         cols, fields = [], []
         for field in t.schema:
             col = t.column(field.name)
-            if field.name in ("landmarks", "align_matrix", "mfcc", "logmel"):
+            if field.name in ("landmarks", "align_matrix", "mfcc", "logmel", "head_matrix"):
                 arr = frame_array(col, field.name)
                 col = pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), int(np.prod(arr.shape[1:])))
-            elif field.name in ("face", "mouth"):
+            elif field.name in ("face", "mouth", "head"):
                 col = pa.array(image_column(col), pa.binary())
             cols.append(col)
             fields.append(pa.field(field.name, col.type))
@@ -84,7 +84,7 @@ def test_schema1_is_read_then_migrated(tmp_path, hf_offline, capsys) -> None:
 
     root = write_shards(tmp_path / "s", speakers=2, clips_per_speaker=1, n_frames=6, files=1)
     before = pq.read_table(next((root / "frames").glob("*.parquet")))
-    _as_schema1(root)
+    _as_schema1(root, drop=("head", "head_matrix"))  # 1.0 had no head crops (1.1 added them)
     v1 = pq.read_table(next((root / "frames").glob("*.parquet")))
     assert v1.schema.field("landmarks").type == pa.list_(pa.float32(), 478 * 3)
     ShardIndex(root)  # schema 1 is still readable (the readers take both layouts)
@@ -96,6 +96,7 @@ def test_schema1_is_read_then_migrated(tmp_path, hf_offline, capsys) -> None:
     assert "from schema 1.0 to 2.0" in capsys.readouterr().out
     after = pq.read_table(next((root / "frames").glob("*.parquet")))
     assert after.schema.equals(before.schema, check_metadata=False)
+    assert np.isnan(frame_array(after.column("head_matrix"), "head_matrix")).all()  # absent in 1.0: NaN, not null
     assert after.select(["landmarks", "face", "mfcc"]).equals(before.select(["landmarks", "face", "mfcc"]))
     assert json.loads((root / "manifest.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert np.asarray(_load(root, "frames")[0]["landmarks"]).shape == (478, 3)
