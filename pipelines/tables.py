@@ -125,6 +125,11 @@ def image_array(values: Any) -> pa.Array:
                                       fields=list(IMAGE_TYPE), mask=pa.array([d is None for d in data]))
 
 
+def column_array(values: Any, field: pa.Field, n: int) -> pa.Array:
+    """``n`` rows of ``values`` (None: no values) as the Arrow array ``field`` stores (shapes, image structs)."""
+    return _column(values, field, n)
+
+
 def empty_column(field: pa.Field, n: int) -> pa.Array:
     """``n`` rows of a column no stage filled: NaN arrays for shaped columns (never null, see below), else nulls."""
     return _column(None, field, n)

@@ -39,6 +39,7 @@ def write_fixture_shards(root, stems=None, head: bool = True):
     from talkbench.pipelines.audio import mfcc_from_audio
     from talkbench.pipelines.face import warp_crops
     from talkbench.pipelines.stages.head import head_box_matrix
+    from talkbench.pipelines.tables import column_array
     from talkbench.schema import CLIPS_SCHEMA, FRAMES_SCHEMA, SCHEMA_VERSION
 
     schema = FRAMES_SCHEMA if head else pa.schema([f for f in FRAMES_SCHEMA if not f.name.startswith("head")])
@@ -69,7 +70,7 @@ def write_fixture_shards(root, stems=None, head: bool = True):
             cols["head_matrix"] = list(m.reshape(n, 6).astype(np.float32))
         for j, c in enumerate(("yaw", "pitch", "roll", "tx", "ty", "tz")):
             cols[c] = d["pose"][:, j].astype(np.float32)
-        tables.append(pa.Table.from_pydict({f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in schema},
+        tables.append(pa.Table.from_pydict({f.name: column_array(cols.get(f.name), f, n) for f in schema},
                                            schema=schema))
         h, w = d["hw"]
         source = next(p for p in [VOX, *GRID_CLIPS] if p.stem == stem)
