@@ -146,9 +146,11 @@ def check_schema_version(version: Any, where: str | Path) -> None:
     arrays flat and images as bytes, read through ``schema.frame_array``/``image_column``)."""
     v = str(version or "")
     if v.split(".")[0] not in READABLE_MAJORS:
+        current = SCHEMA_VERSION.split(".")[0]
+        older = ", ".join(m + ".x" for m in READABLE_MAJORS if m != current)
         raise TalkbenchError(f"{where}: shards schema version {v or 'unknown'!r}; this talkbench reads "
-                             f"{', '.join(m + '.x' for m in READABLE_MAJORS)} ({SCHEMA_VERSION}): re-run "
-                             "`talkbench prepare` with this version, or use the talkbench version that wrote them")
+                             f"{current}.x ({SCHEMA_VERSION}; also {older}): re-run `talkbench prepare` with this "
+                             "version, or use the talkbench version that wrote them")
 
 
 def check_columns(path: str | Path, needed: list[str]) -> None:

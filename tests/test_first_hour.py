@@ -11,9 +11,10 @@ import pytest
 from talkbench.app.cli import build_parser, main
 from talkbench.config import build
 from talkbench.errors import ConfigError
-from talkbench.pipelines.config import PipelineConfig, SplitConfig
+from talkbench.pipelines.config import PipelineConfig
 from talkbench.pipelines.core import ClipRecord
-from talkbench.pipelines.datasets.splits import assign_clip_splits, split_summary
+from talkbench.pipelines.datasets.base import DatasetConfig
+from talkbench.pipelines.datasets.splits import SplitConfig, assign_clip_splits, split_summary
 
 
 def _records(n: int, speaker: str = "unknown") -> list[ClipRecord]:
@@ -50,7 +51,7 @@ def test_split_summary_counts_and_warns_with_the_fix() -> None:
     assert "'test' is empty" in w and "['s1', 's2']" in w and "id2, unknown" in w
     assert "-o split.by=clip -o split.test_fraction=0.4 -o split.test_speakers=[]" in w
     # the suggested overrides are valid config
-    build(PipelineConfig, {}, ["split.by=clip", "split.test_fraction=0.4", "split.test_speakers=[]"])
+    build(DatasetConfig, {}, ["split.by=clip", "split.test_fraction=0.4", "split.test_speakers=[]"])
     assert split_summary([("test", "a"), ("train", "b")], SplitConfig(val_fraction=0.0))[1] == []
 
 
@@ -87,9 +88,11 @@ def test_best_validation_picks_by_direction() -> None:
 # -- config hints ----------------------------------------------------------------------------------------
 def test_misspelt_key_gets_the_nearest_valid_one() -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'split.test_fractoin' \(did you mean 'test_fraction'\?\)"):
-        build(PipelineConfig, {}, ["split.test_fractoin=0.2"])
+        build(DatasetConfig, {}, ["split.test_fractoin=0.2"])
     with pytest.raises(ConfigError, match=r"unknown key 'spilt' \(did you mean 'split'\?\)"):
-        build(PipelineConfig, {}, ["spilt.test_fraction=0.2"])
+        build(DatasetConfig, {}, ["spilt.test_fraction=0.2"])
+    with pytest.raises(ConfigError, match=r"unknown key 'landmarks.max_gapp' \(did you mean 'max_gap_frames'\?\)"):
+        build(PipelineConfig, {}, ["landmarks.max_gapp=2"])
 
 
 # -- weights list ----------------------------------------------------------------------------------------

@@ -112,7 +112,8 @@ def test_prepare_refuses_to_mix_schemas(tmp_path) -> None:
     with pytest.raises(TalkbenchError, match=f"talkbench migrate {out}"):
         _check_output_schema(ShardStore(str(out)))
     (out / "manifest.json").write_text(json.dumps({"schema_version": "0.3"}))
-    from talkbench.models.data import ShardIndex
+    from talkbench.shards import check_schema_version
 
     with pytest.raises(TalkbenchError, match="schema version '0.3'"):
-        ShardIndex(out)
+        check_schema_version("0.3", out)
+    check_schema_version("1.2", out)  # 1.x stays readable
