@@ -27,8 +27,8 @@ from talkbench.schema import (
     IMAGE_COLUMNS,
     IMAGE_TYPE,
     SCHEMA_VERSION,
-    check_schema_version,
 )
+from talkbench.shards import check_schema_version
 
 log = logging.getLogger(__name__)
 

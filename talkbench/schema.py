@@ -138,13 +138,6 @@ def image_bytes(value: bytes | dict | None) -> bytes | None:
     return value
 
 
-def check_schema_version(version: str | None, where: str) -> None:
-    """Refuse shards no reader here understands (the readers' check: ``talkbench.shards``)."""
-    from talkbench.shards import check_schema_version as check
-
-    check(version, where)
-
-
 FRAME_FIELDS: list[pa.Field] = [
     pa.field("clip_id", pa.string(), nullable=False),
     pa.field("frame_idx", pa.int32(), nullable=False),
