@@ -63,8 +63,8 @@ def prepare_step(args: argparse.Namespace, work: Path) -> Path:
     cmd += ["--workers", str(args.workers)] if args.workers else []
     print(f"\n$ {command(cmd)}", flush=True)
     # the prepare command's own options (and defaults) resolve the config, as typing the line above would
-    cfg, options = config_from_args(_prepare_parser().parse_args(cmd))
-    summary = prepare(dataset, source, shards, cfg, dataset_options=options)
+    cfg, dataset_cfg = config_from_args(_prepare_parser().parse_args(cmd))
+    summary = prepare(dataset, source, shards, cfg, dataset_options=dataset_cfg.options, split=dataset_cfg.split)
     print(summary.table())
     return shards
 

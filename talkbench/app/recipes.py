@@ -142,6 +142,8 @@ class RecipeContext:
     label: str  # shown in leaderboard names, e.g. "au_rgan (tiny)"
     checkpoints: dict[str, Path] = field(default_factory=dict)  # step name -> checkpoint
     echo: Callable[[str], None] = print
+    # leaderboard name -> "0/N clips (first error)": scored but nothing usable, so never logged or ranked
+    unscored: dict[str, str] = field(default_factory=dict)
 
 
 def _gpu() -> bool:
@@ -289,7 +291,7 @@ def score(ctx: RecipeContext, plans: list[StepPlan], task: Any, tasks_dir: Path 
           metrics: list[str] | None) -> dict[str, str]:
     """Score the built-ins and every scored step; returns step name -> leaderboard name."""
     from talkbench.benchmark import runs as bench_runs
-    from talkbench.benchmark.harness import run_submissions
+    from talkbench.benchmark.harness import NothingScoredError, run_submissions
     from talkbench.benchmark.submissions import load_submission
 
     names = {p.name: f"{p.name} ({ctx.label})" for p in plans if p.score}
@@ -317,20 +319,32 @@ def score(ctx: RecipeContext, plans: list[StepPlan], task: Any, tasks_dir: Path 
     if todo:  # one harness call: the ground truth is face-processed once for every submission
         from talkbench.benchmark.leaderboard import summary_text
 
-        results = run_submissions(task.ref, list(todo), metrics=metrics, outputs_dir=ctx.work / "bench_outputs",
-                                  tasks_dir=tasks_dir, names={s: n for s, n in todo.items() if n})
-        for result, _ in results:
-            if result.record is not None:
+        def report(result: Any, run_id: str | None) -> None:
+            if result.record is not None and result.n_ok > 0:
                 ctx.echo(summary_text(result.record))
+
+        try:
+            run_submissions(task.ref, list(todo), metrics=metrics, outputs_dir=ctx.work / "bench_outputs",
+                            tasks_dir=tasks_dir, names={s: n for s, n in todo.items() if n}, on_result=report)
+        except NothingScoredError as e:
+            # a model too undertrained to draw a face (a tiny preset) is a result, not a crash: the
+            # recipe goes on, the ablation table says so, and nothing unscored reaches the leaderboard
+            ctx.echo(f"\n[not scored] {e}")
+            for r in e.empty:
+                first = next((x["error_kind"] for x in r.rows if x["status"] != "ok"), "no clips")
+                ctx.unscored[r.submission.name] = f"0/{len(r.rows)} ({first})"
     return names
 
 
-def ablation_table(board: Any, full: dict[str, str], variants: dict[str, tuple[str, str, str]]) -> str:
+def ablation_table(board: Any, full: dict[str, str], variants: dict[str, tuple[str, str, str]],
+                   unscored: dict[str, str] | None = None) -> str:
     """Markdown: each scored step, then its variants, with the value and the change against the full model.
 
     ``board``: the task's leaderboard data (``benchmark.board.load_board``); ``full``: step -> leaderboard
-    name; ``variants``: leaderboard name -> (step, variant, description).
+    name; ``variants``: leaderboard name -> (step, variant, description); ``unscored``: leaderboard name
+    -> "0/N (first error)" for submissions with no usable clip (not on the board, shown as such here).
     """
+    unscored = unscored or {}
     by_name = {e.submission: e for e in board.entries}
     keys = board.keys
     lines = [f"# Ablations on {board.task}", "",
@@ -341,17 +355,26 @@ def ablation_table(board: Any, full: dict[str, str], variants: dict[str, tuple[s
              "|---|---|" + "---|" * len(keys)]
     for step, fname in full.items():
         base = by_name.get(fname)
-        if base is None:
+        if base is None and fname not in unscored:
             continue
-        lines.append(f"| **{fname}** (full) | {base.n_ok}/{base.n_clips} | "
-                     + " | ".join(_fmt(base.value(k)[0]) for k in keys) + " |")
+        not_scored = " | ".join("—" for _ in keys)
+        if base is None:
+            lines.append(f"| **{fname}** (full) | {unscored[fname]} | {not_scored} |")
+        else:
+            lines.append(f"| **{fname}** (full) | {base.n_ok}/{base.n_clips} | "
+                         + " | ".join(_fmt(base.value(k)[0]) for k in keys) + " |")
         for vname, (vstep, variant, desc) in variants.items():
             e = by_name.get(vname)
-            if vstep != step or e is None:
+            if vstep != step:
+                continue
+            if e is None:
+                if vname in unscored:
+                    lines.append(f"| {variant}: {desc} | {unscored[vname]} | {not_scored} |")
                 continue
             cells = []
             for k in keys:
-                v, b = e.value(k)[0], base.value(k)[0]
+                v = e.value(k)[0]
+                b = base.value(k)[0] if base is not None else math.nan
                 cells.append(_fmt(v) + ("" if math.isnan(v) or math.isnan(b) else f" (Δ {v - b:+.3g})"))
             lines.append(f"| {variant}: {desc} | {e.n_ok}/{e.n_clips} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -406,7 +429,8 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
         from talkbench.io import atomic_write
 
         boards["ablations"] = atomic_write(Path(leaderboard_dir) / f"{the_task.name}-ablations.md",
-                                           ablation_table(load_board(the_task.name), full, variants))
+                                           ablation_table(load_board(the_task.name), full, variants,
+                                                                          ctx.unscored))
     return RecipeResult(task=the_task.ref, checkpoints=dict(ctx.checkpoints), leaderboards=boards)
 
 
