@@ -25,6 +25,11 @@ def _talkbench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=900)
 
 
+def _unscored(stdout: str) -> bool:
+    """Whether the demo reported its au_rgan as having no usable clip (see ``recipes.score``)."""
+    return any(line.startswith("[not scored]") and "'au_rgan (demo)'" in line for line in stdout.splitlines())
+
+
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     cwd = tmp_path_factory.mktemp("demo")
@@ -42,7 +47,10 @@ def test_demo_runs_every_step_and_writes_the_leaderboard(demo_dir):
     rows = [line for line in board.splitlines() if line.startswith(("| ref |", "| 1 |", "| 2 |", "| 3 |"))]
     names = [row.split("|")[2].strip() for row in rows]
     assert set(names) >= {"builtin:ground-truth (reference: ground truth)", "builtin:static-frame",
-                          "builtin:shifted?k=5", "au_rgan (demo)"}
+                          "builtin:shifted?k=5"}
+    # a few seconds of training may not draw a detectable face yet: then the model is reported as not
+    # scored (never ranked with undefined values); with the demo's real budget it is on the board
+    assert ("au_rgan (demo)" in names) != _unscored(proc.stdout), proc.stdout[-3000:]
     # the ground truth is the reference row on top (columns: rank, submission, clips, flags, lmd...),
     # reproducing its own landmarks exactly; the others are ranked by LMD below it
     assert rows[0].startswith("| ref |") and rows[0].split("|")[5].strip() == "0"
@@ -60,7 +68,7 @@ def test_demo_rerun_skips_finished_steps(demo_dir):
     assert "(3 already done)" in out, out[-3000:]
     for model in ("au_classifier", "audio_to_au", "au_rgan"):
         assert f"[skip] {model} already trained" in out
-    assert out.count("already scored on task demo") == 4
+    assert out.count("already scored on task demo") == 4 - _unscored(first.stdout)
     assert sorted(p.name for p in (cwd / "work" / "runs").rglob("step_*")) == ckpts
 
 
