@@ -194,7 +194,7 @@ GROUPS: list[tuple[str, str]] = [
 ]
 #: the compact main table shows these keys of each group (when present); the rest go to the details
 HEADLINE = ("psnr", "ssim", "lpips", "fid", "cpbd", "lmd", "av_xcorr_r0", "lse_c", "lse_d", "au_mae", "au_r",
-            "au_f1", "csim", "jitter_vel", "hs")
+            "au_f1", "csim", "jitter_vel_gap", "hs")
 #: why a value can be undefined (NaN) on a clip, by key suffix/prefix
 UNDEFINED_WHY: list[tuple[str, str]] = [
     (r"_f1$", "F1 is undefined when the AU occurs (intensity >= 1.0) in neither the generated nor the real "
@@ -299,7 +299,8 @@ def _best(board: Board, key: str) -> float:
     direction = board.directions.get(key)
     vals = [e.value(key)[0] for e in board.entries if not is_reference(e)]
     vals = [v for v in vals if not math.isnan(v)]
-    if not vals or direction not in ("higher", "lower"):
+    # a value that may not rank (raw jitter: a still face has least) is never marked best
+    if not vals or direction not in ("higher", "lower") or not board.ranks.get(key, True):
         return math.nan
     return max(vals) if direction == "higher" else min(vals)
 
