@@ -9,18 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from talkbench.config import StrictModel
-from talkbench.pipelines.au.base import AUConfig
-from talkbench.pipelines.audio import AudioFeaturesConfig
-from talkbench.pipelines.face.config import AlignConfig, LandmarksConfig, PoseConfig
-from talkbench.pipelines.stages.decode import DecodeConfig
-from talkbench.pipelines.stages.encode import EncodeConfig
-from talkbench.pipelines.stages.head import HeadConfig
-from talkbench.pipelines.stages.quality import QualityConfig
-
-DEFAULT_STAGES = ["decode", "landmarks", "align", "head", "pose", "au", "audio_features", "quality", "encode"]
+from talkbench.pipelines.core import DEFAULT_STAGES, STAGES
 
 
 class ExecutionConfig(StrictModel):
@@ -38,19 +30,23 @@ class ExecutionConfig(StrictModel):
                                                 "MediaPipe's threads stop hopping between cores")
 
 
-class PipelineConfig(StrictModel):
-    """Everything ``talkbench prepare`` needs besides the dataset: stages, their settings, execution."""
-
+class _Stages(StrictModel):
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
-    decode: DecodeConfig = Field(default_factory=DecodeConfig)
-    landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
-    align: AlignConfig = Field(default_factory=AlignConfig)
-    head: HeadConfig = Field(default_factory=HeadConfig)
-    pose: PoseConfig = Field(default_factory=PoseConfig)
-    au: AUConfig = Field(default_factory=AUConfig)
-    audio_features: AudioFeaturesConfig = Field(default_factory=AudioFeaturesConfig)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
-    encode: EncodeConfig = Field(default_factory=EncodeConfig)
+
+
+#: one section per registered stage, named after it and typed by its settings class, in the default order
+_StageSections: type[_Stages] = create_model(
+    "_StageSections", __base__=_Stages, __module__=__name__,
+    **{name: (STAGES.get(name).config, Field(default_factory=STAGES.get(name).config)) for name in DEFAULT_STAGES},
+)
+
+
+class PipelineConfig(_StageSections):
+    """Everything ``talkbench prepare`` needs besides the dataset: stages, their settings, execution.
+
+    The sections between ``stages`` and ``execution`` come from the stage registry
+    (``talkbench.pipelines.core.STAGES``): a new stage brings its section with it."""
+
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     @model_validator(mode="before")
@@ -63,9 +59,6 @@ class PipelineConfig(StrictModel):
 
     @model_validator(mode="after")
     def _known_stages(self) -> PipelineConfig:
-        from talkbench.pipelines import stages as _  # noqa: F401  (registers the stages)
-        from talkbench.pipelines.core import STAGES
-
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; allowed: {STAGES.names()}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -86,15 +86,43 @@ class WorkerContext:
 
 StageFn = Callable[[Clip, Any, WorkerContext], Clip]
 
-#: name -> (stage function, its pydantic config class)
-STAGES: Registry[tuple[StageFn, type]] = Registry("pipeline stage")
+
+class Stage(NamedTuple):
+    """A registered stage: its function and the pydantic model of its settings (the section of the
+    pipeline config named after the stage). Calling it calls the function."""
+
+    fn: StageFn
+    config: type
+
+    def __call__(self, clip: Clip, cfg: Any, ctx: WorkerContext) -> Clip:
+        return self.fn(clip, cfg, ctx)
 
 
-def register_stage(name: str, config_cls: type) -> Callable[[StageFn], StageFn]:
-    """Register ``fn`` as stage ``name``; ``config_cls`` is the pydantic model of its settings."""
+#: name -> :class:`Stage`. The lazy entries below are the one place a built-in stage is named, and
+#: their order is the default order of ``talkbench prepare`` (the config's sections follow it too).
+STAGES: Registry[Stage] = Registry("pipeline stage")
+STAGES.register("decode", lazy="talkbench.pipelines.stages.decode:decode")
+STAGES.register("landmarks", lazy="talkbench.pipelines.stages.landmarks:landmarks")
+STAGES.register("align", lazy="talkbench.pipelines.stages.align:align")
+STAGES.register("head", lazy="talkbench.pipelines.stages.head:head")
+STAGES.register("pose", lazy="talkbench.pipelines.stages.pose:pose")
+STAGES.register("au", lazy="talkbench.pipelines.stages.au:au")
+STAGES.register("audio_features", lazy="talkbench.pipelines.stages.audio_features:audio_features")
+STAGES.register("quality", lazy="talkbench.pipelines.stages.quality:quality")
+STAGES.register("encode", lazy="talkbench.pipelines.stages.encode:encode")
 
-    def decorator(fn: StageFn) -> StageFn:
-        STAGES.register(name)((fn, config_cls))
-        return fn
+#: the built-in stages in registration order: what runs when the config names no ``stages``
+DEFAULT_STAGES: tuple[str, ...] = tuple(STAGES.in_order())
+
+
+def register_stage(name: str, config_cls: type) -> Callable[[StageFn], Stage]:
+    """Register ``fn`` as stage ``name``; ``config_cls`` is the pydantic model of its settings.
+
+    A built-in stage also needs its lazy entry above (which fixes its place in the default order)."""
+
+    def decorator(fn: StageFn) -> Stage:
+        stage = Stage(fn, config_cls)
+        STAGES.register(name)(stage)
+        return stage
 
     return decorator

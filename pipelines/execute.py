@@ -61,8 +61,6 @@ def close_contexts() -> None:
 
 def run_stages(clip: Clip, cfg: Any, ctx: WorkerContext) -> Clip:
     """Apply ``cfg.stages`` in order; exceptions propagate (see :func:`process_clip`)."""
-    from talkbench.pipelines import stages as _  # noqa: F401  (import registers the stages)
-
     for name in cfg.stages:
         fn, config_cls = STAGES.get(name)
         stage_cfg = getattr(cfg, name, None)

@@ -95,6 +95,11 @@ class Registry(Generic[T]):
         """Every registered name, sorted; imports nothing."""
         return sorted(self._items)
 
+    def in_order(self) -> list[str]:
+        """Every registered name in registration order, for a registry whose order means something
+        (the pipeline's stages); imports nothing."""
+        return list(self._items)
+
     def items(self) -> list[tuple[str, T]]:
         """(name, object) for every entry: materialises the lazy ones."""
         return [(n, self.get(n)) for n in self.names()]

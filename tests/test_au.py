@@ -29,8 +29,6 @@ def grid_samples(fixtures_dir: Path) -> list[calibrate.ClipSample]:
 
 
 def run_stages(path: Path, names: list[str], **cfgs: object) -> Clip:
-    from talkbench.pipelines import stages  # noqa: F401  (registers the stages)
-
     clip = Clip(ClipRecord(path.stem, "test", str(path), "spk"))
     ctx = WorkerContext()
     try:

@@ -54,8 +54,8 @@ def speech_mask(n: int, step_s: float, offset_s: float = 0.0) -> np.ndarray:
 
 
 def test_stage_is_registered():
-    fn, cfg_cls = STAGES.get("audio_features")
-    assert fn is audio_features and cfg_cls is AudioFeaturesConfig
+    stage = STAGES.get("audio_features")
+    assert stage is audio_features and stage.config is AudioFeaturesConfig
 
 
 def test_shapes_types_and_raw_audio(clip, stored_audio):

@@ -44,8 +44,8 @@ def grid_clips(fixtures_dir) -> dict[str, Clip]:
 
 
 def test_stage_is_registered():
-    fn, cfg_cls = STAGES.get("decode")
-    assert fn is decode and cfg_cls is DecodeConfig
+    stage = STAGES.get("decode")
+    assert stage is decode and stage.config is DecodeConfig
 
 
 def test_grid_clips_through_the_stage(grid_clips):

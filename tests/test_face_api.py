@@ -36,7 +36,7 @@ def test_processor_matches_the_pipeline_stages(clip_frames):
     ctx = WorkerContext()
     try:
         for name in ("landmarks", "align", "pose", "au"):
-            clip = STAGES.get(name)[0](clip, getattr(cfg, name), ctx)
+            clip = STAGES.get(name)(clip, getattr(cfg, name), ctx)
     finally:
         ctx.close()
     with FaceProcessor(FaceSettings(), fps=25.0) as face:

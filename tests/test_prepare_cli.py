@@ -177,11 +177,10 @@ def failing_stages():
     def clip_error(clip, cfg, ctx):
         raise ClipError("no_face", "no face on any frame")
 
-    register_stage("test_boom", _NoSettings)(boom)
-    register_stage("test_clip_error", _NoSettings)(clip_error)
-    yield
-    for name in ("test_boom", "test_clip_error"):
-        STAGES._items.pop(name)
+    with STAGES.isolated():
+        register_stage("test_boom", _NoSettings)(boom)
+        register_stage("test_clip_error", _NoSettings)(clip_error)
+        yield
 
 
 def test_process_clip_turns_any_exception_into_a_failed_row(fixtures_dir, failing_stages):

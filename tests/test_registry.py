@@ -37,6 +37,29 @@ def test_double_registration_is_an_error_but_a_module_may_fill_its_placeholder()
         reg.register("b", lazy="json")
 
 
+def test_in_order_keeps_registration_order_when_a_module_fills_its_placeholder():
+    reg: Registry[object] = Registry("thing")
+    reg.register("b", lazy="json:dumps")
+    reg.register("a", lazy="json:loads")
+    reg.register("b")(len)
+    assert reg.in_order() == ["b", "a"] and reg.names() == ["a", "b"]
+
+
+def test_stage_registry_owns_the_default_order_and_the_config_sections():
+    """The pipeline config's sections are the registered stages, typed by each stage's settings class."""
+    from talkbench.pipelines.config import PipelineConfig
+    from talkbench.pipelines.core import DEFAULT_STAGES, STAGES
+
+    assert list(DEFAULT_STAGES) == STAGES.in_order()[:len(DEFAULT_STAGES)] and DEFAULT_STAGES[0] == "decode"
+    assert PipelineConfig().stages == list(DEFAULT_STAGES)
+    fields = list(PipelineConfig.model_fields)
+    assert fields == ["stages", *DEFAULT_STAGES, "execution"]
+    for name in DEFAULT_STAGES:
+        stage = STAGES.get(name)
+        assert PipelineConfig.model_fields[name].annotation is stage.config
+        assert isinstance(getattr(PipelineConfig(), name), stage.config)
+
+
 def test_isolated_forgets_entries_added_inside():
     reg: Registry[object] = Registry("thing")
     reg.register("a")(len)
@@ -49,8 +72,8 @@ def test_isolated_forgets_entries_added_inside():
 
 def test_listing_every_registry_imports_nothing_heavy():
     code = ("import sys; from talkbench.models.registry import MODELS; from talkbench.pipelines.au import AU_BACKENDS;"
-            "from talkbench.pipelines.datasets import DATASETS;"
-            "assert MODELS.names() and AU_BACKENDS.names() and DATASETS.names();"
+            "from talkbench.pipelines.datasets import DATASETS; from talkbench.pipelines.core import STAGES;"
+            "assert MODELS.names() and AU_BACKENDS.names() and DATASETS.names() and STAGES.names();"
             "print(','.join(m for m in ('torch', 'mediapipe', 'cv2', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -1,13 +1,2 @@
-"""Per-clip stages. Importing this package registers every stage in ``talkbench.pipelines.core.STAGES``."""
-
-from talkbench.pipelines.stages import (  # noqa: F401  (import registers)
-    align,
-    au,
-    audio_features,
-    decode,
-    encode,
-    head,
-    landmarks,
-    pose,
-    quality,
-)
+"""Per-clip stages, one module each. ``talkbench.pipelines.core.STAGES`` names them (lazily, in the
+default order); a module registers its stage with ``@register_stage`` when it is imported."""
