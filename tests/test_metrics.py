@@ -431,6 +431,22 @@ def test_weight_free_metrics_on_ground_truth_and_degraded(grid_faces: np.ndarray
     assert METRICS.get("psnr")().update(ClipPair("gt", gt, gt, np.zeros(1)))["psnr"] == PSNR_CAP_DB
 
 
+def test_the_decorator_is_the_one_place_a_metric_is_named() -> None:
+    from talkbench.benchmark.metrics import Metric, register_metric
+
+    assert all(cls.name == name for name, cls in METRICS.items())
+    with METRICS.isolated():
+        @register_metric("toy-metric")
+        class Toy(Metric):
+            pass
+
+        assert Toy.name == "toy-metric" and METRICS.get("toy-metric") is Toy
+        with pytest.raises(ValueError, match="sets name='other'"):
+            @register_metric("toy-2")
+            class Toy2(Metric):
+                name = "other"
+
+
 def test_full_reference_metric_refuses_unpaired_clip(grid_faces: np.ndarray) -> None:
     with pytest.raises(ValueError, match="needs a reference"):
         METRICS.get("ssim")().update(ClipPair("x", _video(grid_faces), None, np.zeros(1)))

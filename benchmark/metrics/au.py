@@ -79,7 +79,6 @@ def au_agreement(gen: dict[str, np.ndarray], ref: dict[str, np.ndarray], mask: n
 class AUAgreement(Metric):
     """MAE, Pearson r and occurrence F1 (>= 1.0) of AU10/14/20/25/26, generated vs real frames."""
 
-    name = "au-agreement"
     variant = "speech-aus5-mae-pearson-f1thr1.0-const0-realbaseline"  # both sides from the real clip's neutral
     directions = {
         **{"au_mae": "lower", "au_r": "higher", "au_f1": "higher"},

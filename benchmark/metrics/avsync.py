@@ -164,7 +164,6 @@ def sync_curve(audio: np.ndarray, landmarks: np.ndarray, face_found: np.ndarray 
 class AVXCorr(Metric):
     """Offset (frames; + = video lags audio) and correlations of sound change vs mouth movement."""
 
-    name = "av-xcorr"
     variant = "av-xcorr-v2-dog1-speech300-3000-dlogE~dgap+flux~lipspeed-pm15"
     directions = {"av_xcorr_peak": "higher", "av_xcorr_abs_offset": "lower", "av_xcorr_r0": "higher"}
     #: the peak hardly depends on the offset (GT 0.586 vs 5-frame shift 0.575 on GRID): it ranks nothing;

@@ -129,13 +129,13 @@ METRICS: Registry[type[Metric]] = Registry("metric")
 
 
 def register_metric(name: str) -> Any:
-    """``@register_metric("psnr")``: registers the class and gives it that ``name`` (the decorator is the
-    one place a metric's name is written; a different class-level ``name`` is an error)."""
+    """``@register_metric("psnr")``: registers the class and gives it that ``name``. The decorator is the
+    one place a metric's name is written: a class that sets ``name`` itself is an error."""
 
     def decorator(cls: type[Metric]) -> type[Metric]:
-        own = cls.__dict__.get("name")
-        if own is not None and own != name:
-            raise ValueError(f"metric class {cls.__name__} says name={own!r} but is registered as {name!r}")
+        if "name" in cls.__dict__:
+            raise ValueError(f"metric class {cls.__name__} sets name={cls.__dict__['name']!r}: drop it, "
+                             f"@register_metric({name!r}) names the class")
         cls.name = name
         return METRICS.register(name)(cls)
 

@@ -289,7 +289,6 @@ def cpbd_frames_naive(frames: np.ndarray) -> np.ndarray:
 class CPBD(Metric):
     """Sharpness of the generated face crops (mean over frames with edges; higher = sharper)."""
 
-    name = "cpbd"
     variant = "cpbd-matlab-narvekar2011-luma601"  # the reference MATLAB edge steps (was thr 4x mean: not it)
     directions = {"cpbd": "higher"}
     requires_reference = False

@@ -56,7 +56,6 @@ def fid_from_features(gen: np.ndarray, ref: np.ndarray) -> float:
 class FID(Metric):
     """FID of all generated vs all real aligned face frames of the task (Inception pool3, TorchScript)."""
 
-    name = "fid"
     variant = "fid-inception2015-torchscript-face-frames"
     directions = {"fid": "lower"}
     weights = ("inception-fid",)

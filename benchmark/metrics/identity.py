@@ -51,7 +51,6 @@ class CSIM(Metric):
     same similarity for the ground-truth video and ``csim_rel`` = csim - csim_gt (0 = as the real video).
     """
 
-    name = "csim"
     variant = "csim-arcface-identity-other-clip-vs-frame"
     directions = {"csim": "higher", "csim_rel": "higher"}
     requires_reference = False  # needs the reference *image*, which unpaired tasks also have

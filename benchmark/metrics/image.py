@@ -190,7 +190,6 @@ def _clip_mean(values: np.ndarray) -> float:
 class PSNR(Metric):
     """Mean over frames of per-frame PSNR (RGB, 0-255) on the aligned face crops; 100 dB when identical."""
 
-    name = "psnr"
     variant = "psnr-rgb-face-framemean-cap100"
     directions = {"psnr": "higher"}
 
@@ -216,7 +215,6 @@ class _SSIMBase(Metric):
 class SSIM(_SSIMBase):
     """Wang et al. SSIM: 11x11 Gaussian window, sigma 1.5, population covariance; RGB channel mean."""
 
-    name = "ssim"
     variant = "ssim-gauss11-s1.5"
     key = "ssim"
     directions: Any = {"ssim": "higher"}
@@ -226,7 +224,6 @@ class SSIM(_SSIMBase):
 class SSIMUniform7(_SSIMBase):
     """scikit-image's default SSIM: 7x7 uniform window, sample covariance; RGB channel mean."""
 
-    name = "ssim-uniform7"
     variant = "ssim-uniform7"
     key = "ssim_uniform7"
     directions: Any = {"ssim_uniform7": "higher"}

@@ -100,7 +100,6 @@ class _LMDBase(Metric):
 class LMD(_LMDBase):
     """Mouth LMD: mean over frames of the mean per-point distance of the 40 lip points (crop pixels)."""
 
-    name = "lmd"
     variant = "lmd-mean"
     reduce = "mean"
     key = "lmd"
@@ -111,7 +110,6 @@ class LMD(_LMDBase):
 class LMDSum(_LMDBase):
     """Mouth LMD, sum variant: mean over frames of the summed per-point distance of the 40 lip points."""
 
-    name = "lmd-sum"
     variant = "lmd-sum"
     reduce = "sum"
     key = "lmd_sum"
@@ -139,7 +137,6 @@ class LandmarkJitter(Metric):
     reference (a still face has the lowest raw values, so they must not rank).
     """
 
-    name = "landmark-jitter"
     variant = "jitter-all478-vel-acc-gap-to-gt"
     directions = {"jitter_vel_gap": "lower", "jitter_acc_gap": "lower"}
     requires_reference = False  # raw motion exists on unpaired tasks too; the gaps only with a ground truth
@@ -164,7 +161,6 @@ class HeadPlacement(Metric):
     for outputs that are already aligned crops.
     """
 
-    name = "head-placement"
     variant = "placement-gt-transform-all478-crop-px"
     directions = {"head_placement_px": "lower"}
 

@@ -128,7 +128,6 @@ def lpips_frames(net: LPIPSAlex, gen: np.ndarray, ref: np.ndarray, device: Any =
 class LPIPS(Metric):
     """LPIPS v0.1 AlexNet on the aligned face crops, inputs in [-1, 1]; mean over frames (lower = closer)."""
 
-    name = "lpips"
     variant = "lpips-v0.1-alex-face-m1p1"
     directions = {"lpips": "lower"}
     weights = ("alexnet-imagenet", "lpips-alex-v0.1")

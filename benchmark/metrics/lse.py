@@ -65,7 +65,6 @@ def _values(prefix: str, r: LSEResult | None) -> dict[str, float]:
 class LSE(Metric):
     """LSE-D (lower), LSE-C (higher) and AV offset with the released SyncNet (syncnet_v2)."""
 
-    name = "lse"
     variant = "lse-aligned128-syncnet_v2-up224bgr-vshift15"  # SyncNet sees the aligned 128² crop, upsampled
     directions = {"lse_d": "lower", "lse_c": "higher", "lse_abs_offset": "lower"}
     requires_reference = False
@@ -116,7 +115,6 @@ def _load_sync_expert(device: Any) -> tuple[Any, Any]:
 class TBSync(Metric):
     """LSE-style distance/confidence/offset with talkbench's own sync expert on mouth crops (not SyncNet)."""
 
-    name = "tb-sync"
     variant = "tb-sync-expert-mouth-vshift15"
     directions = {"tb_sync_d": "lower", "tb_sync_c": "higher", "tb_sync_abs_offset": "lower"}
     requires_reference = False

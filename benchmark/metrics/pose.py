@@ -42,7 +42,6 @@ def head_pose_similarity(gen_pose: np.ndarray, ref_pose: np.ndarray) -> dict[str
 class HeadPose(Metric):
     """HS (1 - angular distance / 90 deg), per-angle Pearson r and mean angular error, generated vs real."""
 
-    name = "head-pose"
     variant = "hs-euler-l2-90deg+pearson-const0"
     directions = {"hs": "higher", "pose_corr": "higher", "pose_err_deg": "lower"}
 
@@ -137,7 +136,6 @@ class _PoseDistribution(Metric):
 class HSHist(_PoseDistribution):
     """Per-angle histogram intersection of generated vs real head-pose angles (talkbench variant, not the paper's HS)."""
 
-    name = "hs-hist"
     variant = "hist-1deg-pm30"
     key = "hs_hist"
     directions = {"hs_hist": "higher"}
@@ -147,7 +145,6 @@ class HSHist(_PoseDistribution):
 class HSW1(_PoseDistribution):
     """1 - Wasserstein-1 / 10 deg per angle, generated vs real (talkbench variant, not the paper's HS)."""
 
-    name = "hs-w1"
     variant = "w1-10deg"
     key = "hs_w1"
     directions = {"hs_w1": "higher"}
@@ -157,7 +154,6 @@ class HSW1(_PoseDistribution):
 class HSSeqR(_PoseDistribution):
     """Frame-aligned per-angle Pearson r (secondary; talkbench variant, not the paper's HS)."""
 
-    name = "hs-seq-r"
     variant = "pearson-per-angle"
     key = "hs_seq_r"
     directions = {"hs_seq_r": "higher"}
@@ -167,7 +163,6 @@ class HSSeqR(_PoseDistribution):
 class PoseDiversity(_PoseDistribution):
     """Head-motion amount: std of the angles, generated vs real, and |log| of their ratio."""
 
-    name = "pose-diversity"
     variant = "std-deg"
     key = "pose_std"
     directions = {"pose_std_log_ratio_abs": "lower"}
