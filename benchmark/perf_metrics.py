@@ -25,15 +25,15 @@ DEFAULT_CLIP = Path("../shared/fixtures/grid/bbaf2n.mpg")
 
 
 def register_perf(perf_sub: Any) -> None:
-    p = perf_sub.add_parser("metrics", help="frames/s of each metric: batched (CPU, and GPU when present) "
-                            "vs naive per-frame loops")
+    from talkbench.perf import add_perf_command
+
+    p = add_perf_command(perf_sub, "metrics", "talkbench.benchmark.perf_metrics:run_from_args",
+                         help="frames/s of each metric: batched (CPU, and GPU when present) vs naive per-frame loops")
     p.add_argument("--input", default=str(DEFAULT_CLIP), help="a video to take face-region frames from")
     p.add_argument("--frames", type=int, default=150, help="frames per measurement")
     p.add_argument("--device", action="append", default=None,
                    help="torch device(s) to measure (default: cpu, plus cuda when available)")
     p.add_argument("--skip-networks", action="store_true", help="only the weight-free metrics")
-    p.add_argument("--out-dir", default="reports/perf")
-    p.set_defaults(handler=run_from_args)
 
 
 def load_frames(path: str | Path, n: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Any
 
 from talkbench.config import add_override_arg
 from talkbench.models.registry import MODELS  # light: lazy entries, no torch
+from talkbench.perf import add_perf_command
 
 
 def register(sub: Any, perf_sub: Any) -> None:
@@ -50,22 +51,22 @@ def register(sub: Any, perf_sub: Any) -> None:
                    help="a generate option of the model (e.g. max_frames_per_chunk=100, steps=4)")
     g.set_defaults(handler=_generate)
 
-    pl = perf_sub.add_parser("loader", help="face-crop samples/s: the streaming loader vs a naive pandas+PIL read")
+    pl = add_perf_command(perf_sub, "loader", "talkbench.models.cli:_perf_loader",
+                          help="face-crop samples/s: the streaming loader vs a naive pandas+PIL read")
     pl.add_argument("--shards", default=None, help="prepared shards (default: a synthetic 128 px set in a temp dir)")
     pl.add_argument("--samples", type=int, default=3000)
     pl.add_argument("--image-size", type=int, default=None, help="default: the crops' own size")
     pl.add_argument("--workers", type=int, default=None, help="loader workers for the multi-worker run (default: cores)")
-    pl.add_argument("--out-dir", default="reports/perf")
-    pl.set_defaults(handler=_perf_loader)
 
-    pt = perf_sub.add_parser("training", help="samples/s, step time and peak memory per model (CPU, and GPU if present) "
-                             "beside a naive baseline: one sample per optimizer step, fp32, no autocast, "
-                             "default memory format (same model, objective, optimizer)",
-                             description="Training-step throughput per model on random batches of the right shapes, "
-                             "each model in its own process. Beside it, in the same run, the naive baseline: the "
-                             "textbook per-clip loop, one sample per optimizer step (batch 1, batch-size times), "
-                             "fp32, no autocast, default memory format, same model, objective and optimizer. "
-                             "speedup = batched samples/s / naive samples/s.")
+    pt = add_perf_command(perf_sub, "training", "talkbench.models.cli:_perf_training",
+                          help="samples/s, step time and peak memory per model (CPU, and GPU if present) "
+                          "beside a naive baseline: one sample per optimizer step, fp32, no autocast, "
+                          "default memory format (same model, objective, optimizer)",
+                          description="Training-step throughput per model on random batches of the right shapes, "
+                          "each model in its own process. Beside it, in the same run, the naive baseline: the "
+                          "textbook per-clip loop, one sample per optimizer step (batch 1, batch-size times), "
+                          "fp32, no autocast, default memory format, same model, objective and optimizer. "
+                          "speedup = batched samples/s / naive samples/s.")
     pt.add_argument("--models", nargs="+", default=names, choices=names)
     pt.add_argument("--size", choices=["reference", "small"], default="small",
                     help="reference = GUIDE §1 configs at 128 px; small = reduced widths (CPU-friendly)")
@@ -73,11 +74,10 @@ def register(sub: Any, perf_sub: Any) -> None:
     pt.add_argument("--batch-size", type=int, default=8)
     pt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "all"])
     pt.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    pt.add_argument("--out-dir", default="reports/perf")
-    pt.set_defaults(handler=_perf_training)
 
-    pm = perf_sub.add_parser("mftfg", help="MFTFG diffusion renderer: training samples/s and DDIM sampling frames/s "
-                             "at 25/50 steps, beside a naive baseline (batch 1, fp32, no EMA copy)")
+    pm = add_perf_command(perf_sub, "mftfg", "talkbench.models.cli:_perf_mftfg", in_all=False,
+                          help="MFTFG diffusion renderer: training samples/s and DDIM sampling frames/s "
+                          "at 25/50 steps, beside a naive baseline (batch 1, fp32, no EMA copy)")
     pm.add_argument("--size", choices=["small", "tiny"], default="small")
     pm.add_argument("--train-steps", type=int, default=3)
     pm.add_argument("--batch-size", type=int, default=2, help="clips per training step")
@@ -85,8 +85,6 @@ def register(sub: Any, perf_sub: Any) -> None:
     pm.add_argument("--ddim-steps", type=int, nargs="+", default=[25, 50])
     pm.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     pm.add_argument("--threads", type=int, default=None)
-    pm.add_argument("--out-dir", default="reports/perf")
-    pm.set_defaults(handler=_perf_mftfg)
 
     from talkbench.models import yi2020_cli
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from talkbench.config import add_override_arg
+from talkbench.perf import add_perf_command
 
 
 def register(sub: Any, perf_sub: Any) -> None:
@@ -54,16 +55,14 @@ def register(sub: Any, perf_sub: Any) -> None:
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(handler=_inspect)
 
-    pp = perf_sub.add_parser(
-        "pipeline",
+    pp = add_perf_command(
+        perf_sub, "pipeline", "talkbench.pipelines.perf:run_from_args",
         help="frames/s: naive decode+face-mesh loop vs the pipeline with 1 worker vs all workers",
     )
     pp.add_argument("--input", default=None, help="folder of clips (default: ../shared/fixtures/grid)")
     pp.add_argument("--workers", type=int, default=None)
     pp.add_argument("--repeat", type=int, default=8, help="process the clip list this many times (stable numbers)")
-    pp.add_argument("--out-dir", default="reports/perf")
     add_override_arg(pp, "pipeline config override, as for prepare (e.g. -o stages=[decode,landmarks])")
-    pp.set_defaults(handler=_perf)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -95,9 +94,3 @@ def _inspect(args: argparse.Namespace) -> int:
     from talkbench.pipelines.inspect import inspect_from_args
 
     return inspect_from_args(args)
-
-
-def _perf(args: argparse.Namespace) -> int:
-    from talkbench.pipelines.perf import run_from_args
-
-    return run_from_args(args)

@@ -1,22 +1,61 @@
-"""Shared helpers for ``talkbench perf ...``: describe the machine and write a JSON report.
+"""Shared helpers for ``talkbench perf ...``: the perf-command registry, the machine, the JSON report.
 
 Every benchmark prints its throughput beside a naive baseline measured in the same run and writes
-``reports/perf/<name>.json`` with the machine it ran on.
+``reports/perf/<name>.json`` with the machine it ran on. Each area registers its own perf commands with
+:func:`add_perf_command` (a lazy ``module:attr`` run function, so the measuring code and its torch/Dask
+imports load only when the command runs); ``talkbench perf all`` runs every one registered ``in_all``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from talkbench import __version__
 from talkbench.io import atomic_write
+from talkbench.registry import Registry, _Lazy
 
 DEFAULT_DIR = Path("reports/perf")
+
+
+@dataclass(frozen=True)
+class PerfCommand:
+    """``talkbench perf NAME``: where its run function lives and whether ``perf all`` runs it."""
+
+    #: ``"module:attr"`` of ``run(args) -> int``, imported when the command runs
+    target: str
+    #: False for a long, model-specific benchmark that ``perf all`` leaves out (run it by name)
+    in_all: bool = True
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        return _Lazy(self.target).load()(args)
+
+
+#: perf command name -> :class:`PerfCommand`, in the order the areas register them
+PERF: Registry[PerfCommand] = Registry("perf command")
+
+
+def add_perf_command(perf_sub: Any, name: str, target: str, *, in_all: bool = True,
+                     **parser_kwargs: Any) -> argparse.ArgumentParser:
+    """Register ``talkbench perf NAME`` and add its sub-parser (with ``--out-dir``); the caller adds
+    the command's own arguments to the parser returned."""
+    command = PerfCommand(target, in_all)
+    PERF.register(name)(command)
+    parser = perf_sub.add_parser(name, **parser_kwargs)
+    parser.add_argument("--out-dir", default=str(DEFAULT_DIR))
+    parser.set_defaults(handler=command)
+    return parser
+
+
+def perf_all_names() -> list[str]:
+    """The perf commands ``talkbench perf all`` runs, in registration order."""
+    return [name for name in PERF.in_order() if PERF.get(name).in_all]
 
 
 def machine_info() -> dict[str, Any]:

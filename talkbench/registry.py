@@ -67,8 +67,9 @@ class Registry(Generic[T]):
 
         def decorator(obj: T) -> T:
             old = self._items.get(name)
-            # a module that fills its own lazy placeholder when imported replaces it
-            if old is not None and not isinstance(old, _Lazy) and old is not obj:
+            # a module that fills its own lazy placeholder when imported replaces it; registering an
+            # equal value again (a frozen record, when a CLI parser is built twice) changes nothing
+            if old is not None and not isinstance(old, _Lazy) and old is not obj and old != obj:
                 raise ValueError(f"{self.what} {name!r} is registered twice")
             self._items[name] = obj
             return obj

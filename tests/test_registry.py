@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from talkbench.errors import ConfigError, TalkbenchError
-from talkbench.registry import Registry
+from talkbench.registry import Registry, _Lazy
 
 
 def test_lazy_entries_are_listed_without_import_and_loaded_on_get():
@@ -107,3 +107,25 @@ def test_io_helpers_keep_hashes_stable(tmp_path):
     assert path.read_text() == "hello" and sha256_file(path) == hashlib.sha256(b"hello").hexdigest()
     assert [p.name for p in path.parent.iterdir()] == ["f.json"]  # no temporary left behind
     assert package_versions(["numpy", "no-such-dist-xyz"])["no-such-dist-xyz"] is None
+
+
+def test_perf_all_runs_the_registered_perf_commands(tmp_path):
+    """``perf all`` is derived from the perf registry: a command registered with in_all runs, an
+    opt-out (model-specific, minutes long) one does not, and each command's run function loads lazily."""
+    from talkbench.app.cli import build_parser
+    from talkbench.perf import PERF, PerfCommand, add_perf_command, perf_all_names
+
+    build_parser()
+    build_parser()  # building the parser twice registers the same commands again: no error
+    assert {"pipeline", "metrics", "loader", "training"} <= set(perf_all_names()) and "mftfg" not in perf_all_names()
+    for name in PERF.names():
+        assert callable(_Lazy(PERF.get(name).target).load()), name
+    with PERF.isolated():
+        import argparse
+
+        sub = argparse.ArgumentParser().add_subparsers()
+        p = add_perf_command(sub, "toy", "json:dumps")
+        assert "toy" in perf_all_names() and p.parse_args([]).out_dir == "reports/perf"
+        with pytest.raises(ValueError, match="twice"):
+            PERF.register("toy")(PerfCommand("json:loads"))
+    assert "toy" not in PERF

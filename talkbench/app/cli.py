@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser("doctor", help="check Python, torch/CUDA, MediaPipe, OpenFace, weights, MLflow, Dask")
     doc.set_defaults(handler=_doctor)
-    pa = perf_sub.add_parser("all", help="run every perf benchmark and write reports/perf/README.md")
+    pa = perf_sub.add_parser("all", help="run every perf benchmark registered for it (each area's; not the "
+                             "model-specific ones) and write reports/perf/README.md")
     pa.add_argument("--out-dir", default="reports/perf")
     pa.set_defaults(handler=_perf_all)
     return parser
@@ -56,16 +57,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return doctor()
 
 
-#: the perf commands ``perf all`` runs, in order (each area registered its own above)
-PERF_ALL = ("pipeline", "loader", "metrics", "training")
-
-
 def _perf_all(args: argparse.Namespace) -> int:
     """Every area's perf command, each dispatched to its own handler, then the reports index."""
-    from talkbench.perf import write_index
+    from talkbench.perf import perf_all_names, write_index
 
     parser = build_parser()
-    for what in PERF_ALL:
+    for what in perf_all_names():
         print(f"\n$ talkbench perf {what} --out-dir {args.out_dir}", flush=True)
         sub_args = parser.parse_args(["perf", what, "--out-dir", args.out_dir])
         rc = sub_args.handler(sub_args)
