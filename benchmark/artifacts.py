@@ -8,15 +8,22 @@ import numpy as np
 
 
 class VideoKeeper:
-    """Writes each generated clip as ``<dir>/<clip_id>.mp4`` with the task's driving audio."""
+    """Writes each generated clip as ``<dir>/<clip_id>.mp4`` with the task's driving audio (and its
+    predicted AUs as ``<clip_id>.aus.csv`` when the generator has them)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def keep(self, clip_id: str, frames: np.ndarray, fps: float, audio: np.ndarray, sample_rate: int) -> Path:
+    def keep(self, clip_id: str, frames: np.ndarray, fps: float, audio: np.ndarray, sample_rate: int,
+             predicted_aus: dict[str, np.ndarray] | None = None) -> Path:
+        """The video, plus ``<clip_id>.aus.csv`` when the generator exposed its predicted AUs: the folder
+        is then itself a complete outputs-first submission (re-scoring it gives the same AU comparison)."""
+        from talkbench.benchmark.submissions.base import AUS_SUFFIX, write_au_sidecar
         from talkbench.media import write_video
 
+        if predicted_aus:
+            write_au_sidecar(self.folder / f"{clip_id}{AUS_SUFFIX}", predicted_aus)
         return write_video(self.folder / f"{clip_id}.mp4", frames, fps=fps, audio=audio, sample_rate=sample_rate)
 
 

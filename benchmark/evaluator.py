@@ -230,7 +230,7 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
             row.update(error_kind=e.kind, error=e.message)
             return row
     if keep is not None:
-        keep.keep(item.clip_id, out.frames, item.fps, item.audio, item.sample_rate)
+        keep.keep(item.clip_id, out.frames, item.fps, item.audio, item.sample_rate, out.predicted_aus)
     reference = None
     try:  # the real side first: the generated AUs are measured from its neutral baseline
         if task.paired:
@@ -261,7 +261,8 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
     pair = ClipPair(clip_id=item.clip_id, generated=generated, reference=reference, audio=item.audio,
                     sample_rate=item.sample_rate,
                     reference_image=ref_aligned.faces[item.clip.reference_frame],
-                    identity_image=identity, extra={"geometry": row.get("geometry")})
+                    identity_image=identity, predicted_aus=out.predicted_aus,
+                    extra={"geometry": row.get("geometry")})
     row.update(status="ok", face_found_ratio=float(generated.face_found.mean()), **check_clip(pair))
     for name, metric in metrics.items():
         try:

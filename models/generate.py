@@ -23,6 +23,8 @@ How to add a generator (2-3 files, nothing else to touch)
        def generate(model, inputs: GenerationInputs) -> np.ndarray:
            ...                                              # any inference: one pass, a sampler loop, ...
            return frames                                    # (inputs.n_frames, S, S, 3) uint8
+                                                            # or Generated(frames, predicted_aus={"AU25": (T,)})
+                                                            # when the model predicts AUs from the audio
        SPEC = ModelSpec(module=MyModel, config=MyConfig, objective=MyObjective, generate=generate,
                         generate_options=MyOptions, tiny=(...overrides that train in seconds...))
 
@@ -67,9 +69,27 @@ class GenerationInputs:
     target_lower: np.ndarray | None = None
 
 
+@dataclass
+class Generated:
+    """A generate entry's result when it has more to say than frames.
+
+    ``predicted_aus``: the model's own Audio-to-AU prediction, AU name -> (n_frames,) intensities on the
+    0-5 scale. The benchmark compares it with the AUs measured on the generated frames (metric
+    ``au-audio-consistency``): does the video show what the model's audio branch asked for?
+    """
+
+    frames: np.ndarray
+    predicted_aus: dict[str, np.ndarray] | None = None
+
+
 class GenerateFn(Protocol):
-    def __call__(self, model: Any, inputs: GenerationInputs) -> np.ndarray:
-        """(n_frames, S, S, 3) uint8 frames."""
+    def __call__(self, model: Any, inputs: GenerationInputs) -> np.ndarray | Generated:
+        """(n_frames, S, S, 3) uint8 frames, or :class:`Generated` (frames + predicted AUs)."""
+
+
+def unpack(result: Any) -> Generated:
+    """A generate entry's return value (frames or :class:`Generated`) as :class:`Generated`."""
+    return result if isinstance(result, Generated) else Generated(np.asarray(result))
 
 
 class CheckpointGenerator:
@@ -148,6 +168,11 @@ class CheckpointGenerator:
     def generate(self, reference_image: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> np.ndarray:
         """Frames (T, S, S, 3) uint8 with T = round(duration * fps). ``reference_image`` may also be a
         list of images (generators that condition on several references use them all)."""
+        return self.generate_with_aus(reference_image, audio_16k, fps).frames
+
+    def generate_with_aus(self, reference_image: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> Generated:
+        """:meth:`generate` plus the model's predicted AUs when its generate entry exposes them (the
+        optional adapter method the benchmark calls to score ``au-audio-consistency``)."""
         if self.model is None:
             self.setup()
         audio = np.asarray(audio_16k, dtype=np.float32).reshape(-1)
@@ -158,11 +183,12 @@ class CheckpointGenerator:
         identity = np.stack([self._reference_crop(r) for r in refs])
         inputs = GenerationInputs(identity=identity, audio=audio, n_frames=n, fps=fps,
                                   pipeline_config=self.pipeline_cfg, options=self.options, device=self.device)
-        frames = np.asarray(self.spec.generate(self.model, inputs))
+        result = unpack(self.spec.generate(self.model, inputs))
+        frames = np.asarray(result.frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or len(frames) != n:
             raise ValueError(f"{self.meta['talkbench_model']} generate returned {frames.shape} {frames.dtype}; "
                              f"expected ({n}, S, S, 3) uint8")
-        return frames
+        return Generated(frames, result.predicted_aus)
 
     def dub(self, masked_frames: np.ndarray, masks: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> np.ndarray:
         """Dubbing tasks (benchmark/dubbing.py): fill the masked lower face of the target frames."""
@@ -205,7 +231,7 @@ def dub_with(gen: CheckpointGenerator, masked_frames: np.ndarray, masks: np.ndar
     inputs = GenerationInputs(identity=crops[:1], audio=np.asarray(audio_16k, np.float32).reshape(-1), n_frames=n,
                               fps=fps, pipeline_config=gen.pipeline_cfg, options=gen.options, device=gen.device,
                               target_frames=crops, target_lower=lower)
-    gen_crops = np.asarray(gen.spec.generate(gen.model, inputs))
+    gen_crops = np.asarray(unpack(gen.spec.generate(gen.model, inputs)).frames)
     if gen_crops.shape != (n, size, size, 3):
         raise ValueError(f"generate returned {gen_crops.shape}; expected ({n}, {size}, {size}, 3)")
     result = frames.copy()

@@ -229,8 +229,10 @@ class GANGenerateOptions(StrictModel):
                                       "state restarts per chunk (documented limit)")
 
 
-def generate_frames(model: nn.Module, inputs: Any) -> np.ndarray:
-    """One forward pass per chunk of MFCC windows (AU-RGAN, TCN-SA): GenerationInputs -> (T, S, S, 3) uint8."""
+def generate_frames(model: nn.Module, inputs: Any) -> Any:
+    """One forward pass per chunk of MFCC windows (AU-RGAN, TCN-SA): GenerationInputs -> ``Generated``:
+    (T, S, S, 3) uint8 frames and, with the Audio-to-AU branch on, its per-frame AU intensities (0-5)."""
+    from talkbench.models.generate import Generated
     from talkbench.pipelines.audio import mfcc_from_audio, mfcc_windows
     from talkbench.schema import FPS, SAMPLE_RATE
 
@@ -241,13 +243,20 @@ def generate_frames(model: nn.Module, inputs: Any) -> np.ndarray:
     windows = mfcc_windows(mfcc_from_audio(inputs.audio, SAMPLE_RATE, n, inputs.pipeline_config.get("audio_features")))
     crop = inputs.identity[0]
     identity = to_image(torch.from_numpy(crop.transpose(2, 0, 1).copy())[None]).to(inputs.device)
-    out = []
+    out, aus = [], []
     with torch.inference_mode():
         for s in range(0, n, chunk):
             w = torch.from_numpy(windows[None, s : s + chunk]).to(inputs.device)
-            frames = model.generator(identity, w)["frames"][0]
+            res = model.generator(identity, w)
+            frames = res["frames"][0]
             out.append(((frames.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(out)
+            if "au_intensity" in res:
+                aus.append(res["au_intensity"][0].float().cpu().numpy())  # (t, n_aus)
+    predicted = None
+    if aus:
+        table = np.concatenate(aus)
+        predicted = {au: table[:, i].astype(np.float32) for i, au in enumerate(model.cfg.audio_to_au.aus)}
+    return Generated(np.concatenate(out), predicted)
 
 
 #: the tiny variant of both generators (model tests), before the fusion-specific overrides

@@ -55,7 +55,8 @@ def aggregate(metrics: dict[str, Metric], rows: list[dict[str, Any]],
     for name, metric in metrics.items():
         if not metric.per_clip and not metric.corpus_level:
             errs = [e["error"] for e in metric_errors if e["metric"] == name]
-            out.unavailable[name] = f"failed on every clip: {errs[0]}" if errs else "no clip was scored"
+            out.unavailable[name] = (f"failed on every clip: {errs[0]}" if errs
+                                     else metric.not_scored_reason() or "no clip was scored")
             continue
         try:
             computed = metric.compute()

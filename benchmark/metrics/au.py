@@ -90,3 +90,82 @@ class AUAgreement(Metric):
     def score(self, pair: ClipPair) -> dict[str, float]:
         ref = reference_of(pair)
         return au_agreement(pair.generated.aus, ref.aus, paired_mask(pair.generated, ref))
+
+
+def predicted_vs_seen(predicted: dict[str, np.ndarray], seen: dict[str, np.ndarray], found: np.ndarray,
+                      aus: tuple[str, ...] = SPEECH_AUS) -> dict[str, float]:
+    """The generator's own Audio-to-AU prediction against the AUs measured on its generated frames.
+
+    Per speech AU the model predicts: ``{AU}_pred_mae`` = mean |seen - predicted| and ``{AU}_pred_r`` =
+    :func:`agreement_r` (seen, predicted), over the frames with a face. The prediction is the target here:
+    a video that does not move while the prediction does scores r = 0 (penalised); a constant prediction
+    leaves r undefined (NaN), counted in ``au_pred_r_undefined``, never dropped silently. ``au_pred_mae``
+    and ``au_pred_r`` are the means over the AUs where defined; ``au_pred_n_aus`` says how many AUs the
+    model predicts (predicted non-speech AUs are not scored).
+    """
+    common = [a for a in aus if a in predicted]
+    if not common:
+        raise ValueError(f"the predicted AUs ({', '.join(sorted(predicted))}) name none of the speech AUs "
+                         f"{', '.join(aus)}")
+    missing = [a for a in common if a not in seen]
+    if missing:
+        raise ValueError(f"AU {', '.join(missing)} predicted but not measured by the AU backend")
+    n = min([len(found)] + [len(predicted[a]) for a in common] + [len(seen[a]) for a in common])
+    mask = np.asarray(found[:n], bool)
+    out: dict[str, float] = {}
+    for au in common:
+        p = np.asarray(predicted[au], np.float64)[:n][mask]
+        s = np.asarray(seen[au], np.float64)[:n][mask]
+        ok = np.isfinite(p) & np.isfinite(s)
+        p, s = p[ok], s[ok]
+        out[f"{au}_pred_mae"] = float(np.abs(s - p).mean()) if len(p) else math.nan
+        out[f"{au}_pred_r"] = agreement_r(s, p) if len(p) else math.nan
+    for stat in ("mae", "r"):
+        vals = np.array([out[f"{au}_pred_{stat}"] for au in common])
+        out[f"au_pred_{stat}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
+    out["au_pred_r_undefined"] = float((~np.isfinite([out[f"{au}_pred_r"] for au in common])).sum())
+    out["au_pred_n_aus"] = float(len(common))
+    return out
+
+
+@register_metric("au-audio-consistency")
+class AUAudioConsistency(Metric):
+    """GUIDE §3: the generator's audio-predicted AUs vs the AUs seen on its generated video (MAE, r).
+
+    Only for generators that expose their Audio-to-AU output (``generate_with_aus``, or a
+    ``<clip_id>.aus.csv`` sidecar in an outputs-first folder); for the others the run records the metric
+    as unavailable with that reason, never as 0. The seen AUs are measured by the task's AU backend from
+    the REAL clip's neutral baseline, as for ``au-agreement``.
+    """
+
+    variant = "speech-aus-predicted-vs-seen-mae-pearson-const0-realbaseline"
+    requires_reference = False
+    directions = {
+        "au_pred_mae": "lower", "au_pred_r": "higher",
+        **{f"{au}_pred_mae": "lower" for au in SPEECH_AUS},
+        **{f"{au}_pred_r": "higher" for au in SPEECH_AUS},
+    }
+
+    def __init__(self, device: str | None = None) -> None:
+        super().__init__(device)
+        self.n_without = 0  # scored clips whose submission exposed no predicted AUs
+
+    def update(self, pair: ClipPair) -> dict[str, float]:
+        if pair.predicted_aus is None:  # nothing to compare: no value (counted), never a zero
+            self.n_without += 1
+            return {}
+        return super().update(pair)
+
+    def not_scored_reason(self) -> str | None:
+        if not self.n_without:
+            return None
+        return ("the submission exposes no predicted AUs (an adapter's generate_with_aus, or <clip_id>.aus.csv "
+                "beside each video)")
+
+    def score(self, pair: ClipPair) -> dict[str, float]:
+        assert pair.predicted_aus is not None
+        return predicted_vs_seen(pair.predicted_aus, pair.generated.aus, pair.generated.face_found)
+
+    def reset(self) -> None:
+        super().reset()
+        self.n_without = 0

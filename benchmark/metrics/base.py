@@ -47,6 +47,8 @@ class ClipPair:
     reference_image: np.ndarray | None = None  # aligned identity face, (S, S, 3) uint8
     #: CSIM's identity reference: an aligned frame of ANOTHER clip of the same speaker, when the task has one
     identity_image: np.ndarray | None = None
+    #: the generator's own Audio-to-AU prediction (AU -> (T,) intensities 0-5), when it exposes one
+    predicted_aus: dict[str, np.ndarray] | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -92,6 +94,11 @@ class Metric:
     @classmethod
     def available(cls) -> bool:
         return cls.unavailable_reason() is None
+
+    def not_scored_reason(self) -> str | None:
+        """Why no clip got a value although the metric could run (e.g. the submission does not expose
+        what it compares); the run records it as the metric's unavailable reason, never a zero."""
+        return None
 
     def setup(self) -> None:
         """Load models once (called lazily by ``update``); raise WeightsMissingError when unavailable."""

@@ -6,7 +6,14 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from talkbench.benchmark.submissions.base import META_KEYS, ClipOutput, ItemInputs, Submission, check_frames
+from talkbench.benchmark.submissions.base import (
+    META_KEYS,
+    ClipOutput,
+    ItemInputs,
+    Submission,
+    check_frames,
+    check_predicted_aus,
+)
 from talkbench.benchmark.tasks import TaskManifest
 from talkbench.errors import ClipError, TalkbenchError
 
@@ -15,7 +22,12 @@ ADAPTER_METHODS = ("generate", "generate_batch", "generate_item")
 
 
 class AdapterSubmission(Submission):
-    """Runs a generator object over the task: ``generate(reference_image, audio_16k, fps) -> frames``."""
+    """Runs a generator object over the task: ``generate(reference_image, audio_16k, fps) -> frames``.
+
+    An adapter that also has ``generate_with_aus`` (same arguments, returning an object with ``frames``
+    and ``predicted_aus``, AU -> per-frame intensities, e.g. ``models.generate.Generated``) is called
+    through it, so its Audio-to-AU prediction is scored against the AUs seen on its video.
+    """
 
     def __init__(self, obj: Any, spec: str, name: str | None, identity: dict[str, Any],
                  length_tolerance: int = 1):
@@ -70,9 +82,14 @@ class AdapterSubmission(Submission):
             if isinstance(r, ClipError):
                 out.error = r
             else:
+                aus = getattr(r, "predicted_aus", None)  # generate_with_aus: frames + the model's own AUs
+                r = getattr(r, "frames", r)
                 try:
                     out.info["n_frames_submitted"] = int(len(r))
                     out.frames = check_frames(r, b.item.clip.n_frames, self.length_tolerance)
+                    if aus is not None:
+                        out.predicted_aus = check_predicted_aus(aus, len(r), b.item.clip.n_frames)
+                        out.info["predicted_aus"] = ",".join(sorted(out.predicted_aus))
                 except ClipError as e:
                     out.error = e
                 except TypeError as e:
@@ -90,4 +107,7 @@ class AdapterSubmission(Submission):
         dub = getattr(self.obj, "dub", None)
         if inp.dubbing_frames is not None and callable(dub):  # dubbing task, a model that inpaints
             return dub(inp.dubbing_frames, inp.dubbing_mask, inp.item.audio, inp.item.fps)
+        with_aus = getattr(self.obj, "generate_with_aus", None)  # optional: -> .frames, .predicted_aus
+        if callable(with_aus):
+            return with_aus(inp.reference_image, inp.item.audio, inp.item.fps)
         return self.obj.generate(inp.reference_image, inp.item.audio, inp.item.fps)

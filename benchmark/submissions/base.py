@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,9 @@ def check_display_name(name: str) -> str:
 
 
 VIDEO_SUFFIX = ".mp4"
+#: a clip's optional predicted-AU sidecar beside its video (``<clip_id>.aus.csv``): a header ``frame,AU25,...``
+#: and one row per frame of the model's own Audio-to-AU intensities (0-5), scored by ``au-audio-consistency``
+AUS_SUFFIX = ".aus.csv"
 META_FILE = "submission.yaml"
 META_KEYS = ("model", "version", "url", "licence", "license", "description", "authors")
 
@@ -97,6 +101,8 @@ class ClipOutput:
     frames: np.ndarray | None = None
     error: ClipError | None = None
     info: dict[str, Any] = field(default_factory=dict)  # per-clip facts worth recording
+    #: the generator's own Audio-to-AU prediction (AU -> (T,) float32, conformed to the task length), if any
+    predicted_aus: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -160,3 +166,59 @@ def check_frames(frames: Any, expected: int, tolerance: int) -> np.ndarray:
 
 
 file_sha256 = sha256_file  # the submissions' name for it (re-exported)
+
+
+def check_predicted_aus(aus: Any, n_submitted: int, expected: int) -> dict[str, np.ndarray]:
+    """Validate a generator's predicted AUs and conform them to ``expected`` frames like its frames.
+
+    One finite value per submitted frame and AU (``check_frames`` already bounded the length difference);
+    trimmed or padded with the last value exactly as the frames are. Anything else is ``bad_output``.
+    """
+    if not isinstance(aus, dict) or not aus:
+        raise ClipError("bad_output", f"predicted AUs must be a non-empty mapping AU -> per-frame values, got "
+                        f"{type(aus).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for au, values in aus.items():
+        try:
+            arr = np.asarray(values, np.float64).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise ClipError("bad_output", f"predicted {au}: not numbers: {e}") from None
+        if len(arr) != n_submitted:
+            raise ClipError("bad_output", f"predicted {au}: {len(arr)} values for {n_submitted} frames")
+        if not np.isfinite(arr).all():
+            raise ClipError("bad_output", f"predicted {au}: NaN or infinite values")
+        if len(arr) > expected:
+            arr = arr[:expected]
+        elif len(arr) < expected:
+            arr = np.concatenate([arr, np.repeat(arr[-1:], expected - len(arr))])
+        out[str(au)] = arr.astype(np.float32)
+    return out
+
+
+def write_au_sidecar(path: Path, aus: dict[str, np.ndarray]) -> Path:
+    """``<clip>.aus.csv``: ``frame,AU..`` header, one row per frame (the form :func:`read_au_sidecar` reads)."""
+    names = sorted(aus)
+    table = np.column_stack([np.arange(len(aus[names[0]]))] + [np.asarray(aus[a], np.float64) for a in names])
+    np.savetxt(path, table, delimiter=",", header=",".join(["frame", *names]), comments="", fmt=["%d"] + ["%.6g"] * len(names))
+    return path
+
+
+#: a sidecar larger than this is refused unread (10 AUs x 100k frames is well below)
+MAX_AUS_BYTES = 16 * 1024 * 1024
+
+
+def read_au_sidecar(path: Path) -> dict[str, np.ndarray]:
+    """Read ``<clip>.aus.csv``; a malformed file is a ``bad_output`` clip error naming the file."""
+    if path.stat().st_size > MAX_AUS_BYTES:
+        raise ClipError("bad_output", f"{path.name}: {path.stat().st_size} bytes, above the cap of {MAX_AUS_BYTES}")
+    try:
+        with path.open(encoding="utf-8") as f:
+            header = [h.strip() for h in f.readline().split(",")]
+            table = np.loadtxt(f, delimiter=",", ndmin=2)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ClipError("bad_output", f"{path.name}: not a CSV of numbers: {e}") from None
+    if len(header) < 2 or header[0] != "frame" or table.shape[1] != len(header):
+        raise ClipError("bad_output", f"{path.name}: the header must be frame,AU..,AU.. with one column per AU")
+    if not np.array_equal(table[:, 0], np.arange(len(table))):
+        raise ClipError("bad_output", f"{path.name}: the frame column must count 0, 1, 2, ...")
+    return {au: table[:, i + 1] for i, au in enumerate(header[1:])}

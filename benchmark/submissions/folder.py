@@ -12,6 +12,7 @@ import yaml
 
 from talkbench.benchmark.submissions.archive import _is_archive, _safe_member_name, extract_archive
 from talkbench.benchmark.submissions.base import (
+    AUS_SUFFIX,
     MAX_META_BYTES,
     MAX_META_VALUE_CHARS,
     META_FILE,
@@ -22,7 +23,9 @@ from talkbench.benchmark.submissions.base import (
     Submission,
     SubmissionError,
     check_frames,
+    check_predicted_aus,
     file_sha256,
+    read_au_sidecar,
 )
 from talkbench.benchmark.tasks import TaskItem, TaskManifest
 from talkbench.errors import ClipError, TalkbenchError
@@ -116,6 +119,12 @@ class FolderSubmission(Submission):
         for p in sorted(self.root.iterdir()):
             if p.name == META_FILE or p.is_dir():
                 continue
+            if p.name.endswith(AUS_SUFFIX):  # predicted AUs beside a clip's video
+                if p.name[: -len(AUS_SUFFIX)] not in wanted:
+                    self.problems.append({"file": p.name, "error_kind": "extra",
+                                          "error": f"no clip {p.name[: -len(AUS_SUFFIX)]!r} in task {task.ref}; "
+                                          "ignored"})
+                continue
             if p.suffix != VIDEO_SUFFIX:
                 self.problems.append({"file": p.name, "error_kind": "extra",
                                       "error": f"not a {VIDEO_SUFFIX} file; ignored"})
@@ -133,6 +142,15 @@ class FolderSubmission(Submission):
         if path.is_symlink() or not path.resolve().is_relative_to(self.root):
             raise ClipError("unsafe_path", f"{path.name} is a link (to {path.resolve()}); links are refused")
         return path
+
+    def predicted_aus(self, clip_id: str) -> dict[str, np.ndarray] | None:
+        """The clip's ``<clip_id>.aus.csv`` sidecar (the generator's own predicted AUs), None without one."""
+        path = self.root / f"{clip_id}{AUS_SUFFIX}"
+        if not path.exists() and not path.is_symlink():
+            return None
+        if path.is_symlink() or not path.resolve().is_relative_to(self.root) or not path.is_file():
+            raise ClipError("unsafe_path", f"{path.name} is a link or not a regular file; refused")
+        return read_au_sidecar(path)
 
     def read(self, item: TaskItem) -> tuple[np.ndarray, dict[str, Any]]:
         from talkbench.media import StillImageError, read_av
@@ -168,6 +186,10 @@ class FolderSubmission(Submission):
                 frames, out.info = self.read(inp.item)
                 out.info["n_frames_submitted"] = int(len(frames))
                 out.frames = check_frames(frames, inp.item.clip.n_frames, self.length_tolerance)
+                aus = self.predicted_aus(inp.item.clip_id)
+                if aus is not None:
+                    out.predicted_aus = check_predicted_aus(aus, len(frames), inp.item.clip.n_frames)
+                    out.info["predicted_aus"] = ",".join(sorted(out.predicted_aus))
             except ClipError as e:
                 out.error = e
             yield out
