@@ -98,6 +98,8 @@ def load_model(path: str | Path, expect: str | None = None, device: str | torch.
     if expect is not None and name != expect:
         raise TalkbenchError(f"{path} holds a {name!r} model, expected {expect!r}")
     spec = MODELS.get(name)
+    if spec.load is not None:  # a bundle of several trained parts reads its own folder
+        return spec.load(weights_path(path).parent, device), meta
     model = spec.build(spec.config.model_validate(json.loads(meta["model_config"])))
     model.load_state_dict(load_file(str(weights_path(path)), device=str(device)))
     return model.to(device).eval(), meta

@@ -40,9 +40,11 @@ def register(sub: Any, perf_sub: Any) -> None:
     g = sub.add_parser("generate", help="make a talking-head video from one face image and speech audio")
     g.add_argument("--checkpoint", required=True, help="a generator checkpoint (folder or model.safetensors)")
     g.add_argument("--reference", default=None, metavar="IMAGE",
-                   help="face image (aligned by the pipeline's tracker); not used by a personalised yi2020 checkpoint")
+                   help="face image (aligned by the pipeline's tracker); not needed by a model that draws its own "
+                   "target (a personalised yi2020 checkpoint)")
     g.add_argument("--video", default=None, metavar="TARGET",
-                   help="yi2020 only: the target video; full frames blended into its frame of nearest head rotation")
+                   help="the generate option video=TARGET (models that take it, e.g. yi2020: full frames blended "
+                   "into the target video's frame of nearest head rotation)")
     g.add_argument("--audio", required=True, metavar="WAV", help="driving speech (any format PyAV reads)")
     g.add_argument("--out", required=True, metavar="VIDEO.mp4")
     g.add_argument("--device", default="cpu")
@@ -67,7 +69,7 @@ def register(sub: Any, perf_sub: Any) -> None:
                           "textbook per-clip loop, one sample per optimizer step (batch 1, batch-size times), "
                           "fp32, no autocast, default memory format, same model, objective and optimizer. "
                           "speedup = batched samples/s / naive samples/s.")
-    pt.add_argument("--models", nargs="+", default=names, choices=names)
+    pt.add_argument("--models", nargs="+", default=None, choices=names, help="default: every trainable model")
     pt.add_argument("--size", choices=["reference", "small"], default="small",
                     help="reference = GUIDE §1 configs at 128 px; small = reduced widths (CPU-friendly)")
     pt.add_argument("--steps", type=int, default=5)
@@ -123,21 +125,15 @@ def _train(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from talkbench.errors import TalkbenchError
     from talkbench.models.generate import generate_video
-    from talkbench.models.yi2020_cli import generate as generate_yi2020
-    from talkbench.models.yi2020_cli import is_yi2020_checkpoint
 
-    if is_yi2020_checkpoint(args.checkpoint):
-        return generate_yi2020(args)
-    if args.reference is None:
-        raise TalkbenchError("--reference IMAGE is required for this checkpoint")
-    if args.video is not None:
-        raise TalkbenchError("--video is only for yi2020 checkpoints")
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep:
             raise TalkbenchError(f"--option {item!r}: expected KEY=VALUE")
         options[key] = value
+    if args.video is not None:  # validated by the model's generate options like any other option
+        options["video"] = args.video
     path = generate_video(args.checkpoint, args.reference, args.audio, args.out, args.device, not args.no_align,
                           **options)
     print(f"wrote {path}")
@@ -161,6 +157,7 @@ def _perf_mftfg(args: argparse.Namespace) -> int:
 
 def _perf_training(args: argparse.Namespace) -> int:
     from talkbench.models.perf import perf_training
+    from talkbench.models.registry import trainable_names
 
-    perf_training(args.models, args.size, args.steps, args.batch_size, args.device, args.out_dir, args.threads)
+    perf_training(args.models or trainable_names(), args.size, args.steps, args.batch_size, args.device, args.out_dir, args.threads)
     return 0

@@ -34,6 +34,11 @@ How to add a generator (2-3 files, nothing else to touch)
 3. ``make configs`` (or ``python -m talkbench.models.configs``) writes ``configs/models/NAME.yaml``
    from the config classes; a test fails while it is stale.
 
+Personalised generators (yi2020) also give ``personalize=fn(model, frames, audio, options) -> model`` (the
+model fine-tuned on a target person's video; personalized benchmark tasks call it per clip before
+``generate``) and ``reference=False`` when they draw their target rather than a reference image (then
+``inputs.identity`` is empty and ``talkbench generate`` needs no ``--reference``).
+
 ``inputs.identity`` holds the reference face(s) already aligned and resized the way the training shards
 were (the checkpoint records the shards' face settings); ``inputs.audio`` is 16 kHz mono float32. A
 generator that needs per-frame audio features computes them from ``inputs.pipeline_config`` so it sees
@@ -110,6 +115,7 @@ class CheckpointGenerator:
         self.device = device
         self.align = str(align).lower() not in ("false", "0", "no")
         self.model: Any = None
+        self._general: Any = None  # the loaded model; personalised models are derived from it per target
         self.meta = read_metadata(self.checkpoint)
         name = self.meta["talkbench_model"]
         self.spec = MODELS.get(name)
@@ -139,6 +145,23 @@ class CheckpointGenerator:
         from talkbench.models.checkpoint import load_model
 
         self.model, _ = load_model(self.checkpoint, device=self.device)
+        self._general = self.model
+
+    @property
+    def personalize(self) -> Any:
+        """``personalize(frames, audio)`` for models whose spec has a personalise hook; an AttributeError
+        otherwise, so the harness scores any other generator as a non-personalised baseline."""
+        if self.spec.personalize is None:
+            raise AttributeError(f"{self.meta['talkbench_model']} has no personalise hook")
+        return self._personalize
+
+    def _personalize(self, frames: np.ndarray, audio_16k: np.ndarray) -> None:
+        """Fine-tune the loaded (general) model on one target's frames; the next generate uses the result.
+        Every call starts again from the general model (one target per benchmark clip)."""
+        if self.model is None:
+            self.setup()
+        self.model = self.spec.personalize(self._general, np.asarray(frames),
+                                           np.asarray(audio_16k, dtype=np.float32).reshape(-1), self.options)
 
     @property
     def image_size(self) -> int | None:
@@ -179,8 +202,11 @@ class CheckpointGenerator:
         n = round(len(audio) / SAMPLE_RATE * fps)
         if n < 1:
             raise ValueError("the audio is shorter than one video frame")
-        refs = reference_image if isinstance(reference_image, list | tuple) else [reference_image]
-        identity = np.stack([self._reference_crop(r) for r in refs])
+        if self.spec.reference:
+            refs = reference_image if isinstance(reference_image, list | tuple) else [reference_image]
+            identity = np.stack([self._reference_crop(r) for r in refs])
+        else:  # the model draws its own (personalised) target: no reference face to align
+            identity = np.zeros((0, 0, 0, 3), np.uint8)
         inputs = GenerationInputs(identity=identity, audio=audio, n_frames=n, fps=fps,
                                   pipeline_config=self.pipeline_cfg, options=self.options, device=self.device)
         result = unpack(self.spec.generate(self.model, inputs))
@@ -241,28 +267,33 @@ def dub_with(gen: CheckpointGenerator, masked_frames: np.ndarray, masks: np.ndar
     return result
 
 
-def generate_video(checkpoint: str | Path, reference: str | Path, audio_path: str | Path, out: str | Path,
+def generate_video(checkpoint: str | Path, reference: str | Path | None, audio_path: str | Path, out: str | Path,
                    device: str = "cpu", align: bool = True, **options: Any) -> Path:
-    """``talkbench generate``: read the reference image and the audio, write an MP4 with the audio muxed."""
+    """``talkbench generate``: read the reference image and the audio, write an MP4 with the audio muxed.
+    ``reference`` may be None for a model that draws its own target (``spec.reference`` False)."""
     from talkbench.errors import ClipError, TalkbenchError
     from talkbench.media import read_audio, write_video
 
-    ref = Path(reference)
-    if not ref.is_file():
-        raise TalkbenchError(f"reference image not found: {ref}")
-    try:
-        from PIL import Image
+    gen = CheckpointGenerator(checkpoint, device=device, align=align, **options)
+    image = None
+    if gen.spec.reference:
+        if reference is None:
+            raise TalkbenchError("--reference IMAGE is required for this checkpoint")
+        ref = Path(reference)
+        if not ref.is_file():
+            raise TalkbenchError(f"reference image not found: {ref}")
+        try:
+            from PIL import Image
 
-        image = np.asarray(Image.open(ref).convert("RGB"))
-    except OSError as e:
-        raise TalkbenchError(f"{ref}: not an image: {e}") from None
+            image = np.asarray(Image.open(ref).convert("RGB"))
+        except OSError as e:
+            raise TalkbenchError(f"{ref}: not an image: {e}") from None
     if not Path(audio_path).is_file():
         raise TalkbenchError(f"audio file not found: {audio_path}")
     try:
         audio = read_audio(audio_path, SAMPLE_RATE)
     except ClipError as e:
         raise TalkbenchError(e.message) from None
-    gen = CheckpointGenerator(checkpoint, device=device, align=align, **options)
     gen.setup()
     try:
         frames = gen.generate(image, audio, FPS)

@@ -29,9 +29,17 @@ class ModelSpec:
 
     module: type  # nn.Module subclass: __init__(self, cfg)
     config: type  # its pydantic config class
-    objective: type  # talkbench.models.objective.Objective subclass (carries LossConfig)
+    #: talkbench.models.objective.Objective subclass (carries LossConfig); None = not trained by the shared
+    #: loop (a bundle of trained parts, e.g. yi2020, written by its recipe step)
+    objective: type | None
     generate: Callable[..., Any] | None = None  # generators: (model, GenerationInputs) -> (T, S, S, 3) uint8
     generate_options: type | None = None  # StrictModel of the options generate accepts (checkpoint:CKPT?k=v)
+    #: bundles of several files: (checkpoint folder, device) -> model (default: weights into ``build(cfg)``)
+    load: Callable[..., Any] | None = None
+    #: personalised generators: (model, frames (T, H, W, 3) uint8, audio 16 kHz, options) -> the model
+    #: fine-tuned on that target (benchmark personalized tasks call it per clip, before generate)
+    personalize: Callable[..., Any] | None = None
+    reference: bool = True  # generate uses inputs.identity (False: the model draws its own target person)
     description: str = ""
     defaults: tuple[str, ...] = ()
     tiny: tuple[str, ...] = ()
@@ -47,6 +55,11 @@ class ModelSpec:
     @property
     def is_generator(self) -> bool:
         return self.generate is not None
+
+    @property
+    def trainable(self) -> bool:
+        """Trained by ``talkbench train`` (the shared loop); the generic model tests cover exactly these."""
+        return self.objective is not None
 
     def build(self, cfg: Any) -> Any:
         """The model for a validated config (``cfg`` = ``spec.config`` instance)."""
@@ -64,10 +77,16 @@ MODELS.register("sync_expert", lazy="talkbench.models.sync_expert:SPEC")
 MODELS.register("au_attention", lazy="talkbench.models.au_attention:SPEC")
 MODELS.register("face_autoencoder", lazy="talkbench.models.face_autoencoder:SPEC")
 MODELS.register("mftfg", lazy="talkbench.models.mftfg:SPEC")
+MODELS.register("yi2020", lazy="talkbench.models.yi2020:SPEC")
 
 
 def get_spec(name: str) -> ModelSpec:
     return MODELS.get(name)
+
+
+def trainable_names() -> list[str]:
+    """Registered models the shared training loop trains (materialises the specs: imports torch)."""
+    return [n for n, s in MODELS.items() if s.trainable]
 
 
 def generator_names() -> list[str]:

@@ -59,6 +59,8 @@ def run_config_class(model_name: str) -> type[StrictModel]:
     from talkbench.models.registry import MODELS
 
     spec = MODELS.get(model_name)
+    if not spec.trainable:
+        raise TalkbenchError(f"{model_name} is not trained by the shared loop: {spec.description}")
     loss_cls = spec.loss_config
     return create_model(
         f"{spec.module.__name__}RunConfig",

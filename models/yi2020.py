@@ -47,6 +47,7 @@ from talkbench.models.memory_gan import (
     discriminator_loss,
     generator_loss,
 )
+from talkbench.models.registry import ModelSpec
 from talkbench.pipelines.stages.head import head_box_matrix  # one owner: the pipeline's head stage
 from talkbench.schema import FPS, HOPS_PER_FRAME, MFCC_DIM, SAMPLE_RATE
 
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "yi2020.json"
 TARGET = "target.npz"
+WEIGHTS = "model.safetensors"  # the generator protocol reads the model name from its metadata
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -367,8 +369,13 @@ class Yi2020:
     poses: np.ndarray | None = None  # (N, 6) the fine-tuning frames' poses (first one = the no_pose ablation)
     pipeline_config: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
+    #: the prepared target (in memory only): a model personalised in this process blends into its frames
+    target: Target | None = None
 
     def save(self, folder: str | Path) -> Path:
+        """The checkpoint folder: ``model.safetensors`` (every network weight, prefixed by its part; the
+        metadata names the model ``yi2020`` so the generator protocol finds its ModelSpec), the face3d
+        artifact, the target's appearance (personalised) and ``yi2020.json`` (config, reports, history)."""
         import os
         import shutil
 
@@ -379,13 +386,17 @@ class Yi2020:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.face3d.save(tmp / f3.ARTIFACT)
-        for name, net in (("audio_to_pose", self.audio_net), ("memory_gan", self.gan), ("speaker", self.speaker_net)):
-            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-            save_file(state, str(tmp / f"{name}.safetensors"), metadata={"talkbench_model": name})
+        state = {f"{part}.{k}": v.detach().cpu().contiguous() for part, net in self.parts().items()
+                 for k, v in net.state_dict().items()}
+        n_speakers = self.speaker_net.classifier.out_features
+        save_file(state, str(tmp / WEIGHTS), metadata={
+            "talkbench_model": "yi2020", "kind": self.kind, "n_speakers": str(n_speakers),
+            "model_config": json.dumps(self.cfg.model_dump(mode="json"), sort_keys=True),
+            "pipeline_config": json.dumps(self.pipeline_config, sort_keys=True)})
         if self.kind == "personal":
             np.savez(tmp / TARGET, identity=self.identity, poses=self.poses, **self.appearance.save())
         manifest = {"talkbench_model": "yi2020", "kind": self.kind, "config": self.cfg.model_dump(mode="json"),
-                    "n_speakers": self.speaker_net.classifier.out_features, "face3d_report": self.face3d.report,
+                    "n_speakers": n_speakers, "face3d_report": self.face3d.report,
                     "pipeline_config": self.pipeline_config, "history": self.history}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if folder.exists():
@@ -393,21 +404,27 @@ class Yi2020:
         os.replace(tmp, folder)
         return folder
 
+    def parts(self) -> dict[str, torch.nn.Module]:
+        return {"audio_to_pose": self.audio_net, "memory_gan": self.gan, "speaker": self.speaker_net}
+
     @classmethod
-    def load(cls, folder: str | Path) -> Yi2020:
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> Yi2020:
         from safetensors.torch import load_file
 
         folder = Path(folder)
         if not (folder / MANIFEST).is_file():
             raise TalkbenchError(f"{folder}: not a yi2020 checkpoint (no {MANIFEST})")
+        if not (folder / WEIGHTS).is_file():
+            raise TalkbenchError(f"{folder}: no {WEIGHTS} (a yi2020 bundle from an older talkbench: retrain it)")
         m = json.loads((folder / MANIFEST).read_text())
         cfg = Yi2020Config.model_validate(m["config"])
         nets = build_nets(cfg, m["n_speakers"])
-        for name, net in zip(("audio_to_pose", "memory_gan", "speaker"), nets, strict=True):
-            net.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
-            net.eval()
+        state = load_file(str(folder / WEIGHTS))
         obj = cls(cfg, f3.Face3D.load(folder / f3.ARTIFACT), *nets, kind=m["kind"],
                   pipeline_config=m.get("pipeline_config", {}), history=m.get("history", {}))
+        for part, net in obj.parts().items():
+            net.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part + ".")})
+            net.eval()
         if m["kind"] == "personal":
             d = np.load(folder / TARGET)
             obj.appearance, obj.identity, obj.poses = Appearance.load(d), d["identity"], d["poses"]
@@ -683,81 +700,67 @@ def blend_into_frames(head: np.ndarray, rendered: np.ndarray, coeffs: np.ndarray
     return out
 
 
-def generate_video(checkpoint: str | Path, audio_path: str | Path, out: str | Path,
-                   video: str | Path | None = None) -> Path:
-    """``talkbench generate`` for a personalised yi2020 checkpoint: head crops, or full frames with ``video``."""
-    from talkbench.errors import ClipError
-    from talkbench.media import read_audio, write_video
-
-    model = Yi2020.load(checkpoint)
-    if not Path(audio_path).is_file():
-        raise TalkbenchError(f"audio file not found: {audio_path}")
-    try:
-        audio = read_audio(audio_path, SAMPLE_RATE)
-    except ClipError as e:
-        raise TalkbenchError(e.message) from None
-    res = generate_frames(model, audio)
-    frames = res["frames"]
-    if video is not None:
-        # the background pool is the fine-tuning frames (the personalised part of the target video)
-        n_ft = (model.history.get("personalise") or {}).get("frames")
-        target = prepare_target(video, model.cfg.head_size, model.cfg.head_margin, model.pipeline_config,
-                                max_frames=n_ft)
-        frames = blend_into_frames(frames, res["rendered"], res["coefficients"], target, model)
-    n = len(frames)
-    return write_video(out, frames, FPS, audio[: round(n / FPS * SAMPLE_RATE)], SAMPLE_RATE)
-
-
 def pose_variation(coeffs: np.ndarray, n_exp: int) -> float:
     """Mean std over frames of the predicted rotations (degrees): 0 for a constant pose."""
     return float(np.asarray(coeffs)[:, n_exp : n_exp + 3].std(0).mean()) if len(coeffs) > 1 else math.nan
 
 
-# ---------------------------------------------------------------------------- benchmark adapter
-class BenchAdapter:
-    """A ``module:Class`` submission for personalised tasks:
-    ``talkbench.models.yi2020:BenchAdapter?checkpoint=GENERAL_CKPT[&preset=tiny]``.
+# ---------------------------------------------------------------------------- the generator protocol
+class Yi2020Options(StrictModel):
+    """What ``talkbench generate --option`` / ``checkpoint:CKPT?k=v`` may pass to a yi2020 checkpoint."""
 
-    Per clip the harness calls ``personalize(frames, audio)`` with the clip's fine-tuning frames, then
-    ``generate(reference_image, audio, fps)``: the generated head crops are blended into the fine-tuning
-    frames of nearest head rotation, so the output has the source frame size (the metrics track faces
-    in it like in the real video).
-    """
+    video: str | None = Field(None, description="the target video: full frames, each generated head blended "
+                              "into its fine-tuning frame of nearest head rotation (talkbench generate --video)")
+    preset: Literal["tiny", "small", "paper"] | None = Field(
+        None, description="personalised tasks: fine-tune with this preset's steps (default: the checkpoint's)")
 
-    model = "yi2020"
-    batch_size = 1
 
-    def __init__(self, checkpoint: str, preset: str | None = None):
-        self.checkpoint = checkpoint
-        self.version = Path(checkpoint).name
-        self.preset = preset
-        self.general: Yi2020 | None = None
-        self.personal: Yi2020 | None = None
-        self.target: Target | None = None
+def _finetune_overrides(options: Yi2020Options | None) -> dict[str, Any] | None:
+    if options is None or options.preset is None:
+        return None
+    p = preset(options.preset)
+    return {k: getattr(p, k) for k in ("finetune_audio", "finetune_gan", "finetune_mask")}
 
-    def setup(self) -> None:
-        self.general = Yi2020.load(self.checkpoint)
 
-    def personalize(self, frames: np.ndarray, audio: np.ndarray) -> None:
-        if self.general is None:
-            self.setup()
-        over = None
-        if self.preset:
-            p = preset(self.preset)
-            over = {k: getattr(p, k) for k in ("finetune_audio", "finetune_gan", "finetune_mask")}
-        cfg = self.general.cfg
-        target = target_from_arrays(np.asarray(frames), audio, cfg.head_size, cfg.head_margin,
-                                    self.general.pipeline_config)
-        self.personal, self.target = personalize(self.general, target, len(frames), over)
+def personalize_hook(model: Yi2020, frames: np.ndarray, audio: np.ndarray, options: Yi2020Options | None) -> Yi2020:
+    """The spec's personalise hook (personalized benchmark tasks, per clip): fine-tune the general model on
+    the clip's frames; the result keeps the prepared target, so its frames are the blending background."""
+    if model.kind != "general":
+        raise TalkbenchError("this yi2020 checkpoint is already personalised; submit the general checkpoint")
+    cfg = model.cfg
+    target = target_from_arrays(np.asarray(frames), audio, cfg.head_size, cfg.head_margin, model.pipeline_config)
+    personal, target = personalize(model, target, len(frames), _finetune_overrides(options))
+    personal.target = target
+    return personal
 
-    def generate(self, reference_image: np.ndarray, audio_16k: np.ndarray, fps: float = FPS) -> np.ndarray:
-        if self.personal is None:
-            raise TalkbenchError("yi2020 generates only after personalize(): use a personalized task "
-                                 "(bench make-task --kind personalized)")
-        if abs(fps - FPS) > 1e-6:
-            raise TalkbenchError(f"yi2020 makes {FPS} fps video; the task asks for {fps}")
-        res = generate_frames(self.personal, np.asarray(audio_16k, np.float32))
-        return blend_into_frames(res["frames"], res["rendered"], res["coefficients"], self.target, self.personal)
+
+def generate(model: Yi2020, inputs: Any) -> np.ndarray:
+    """The spec's generate entry (``inputs``: :class:`talkbench.models.generate.GenerationInputs`): audio ->
+    head crops; full frames when the target's frames are known (``video`` option, or a model personalised
+    in this process by the benchmark's personalise call)."""
+    if abs(inputs.fps - FPS) > 1e-6:
+        raise TalkbenchError(f"yi2020 makes {FPS:g} fps video; {inputs.fps:g} fps was asked for")
+    res = generate_frames(model, inputs.audio)
+    target = model.target
+    video = getattr(inputs.options, "video", None)
+    if video is not None:
+        if not Path(video).is_file():
+            raise TalkbenchError(f"target video not found: {video}")
+        # the background pool is the fine-tuning frames (the personalised part of the target video)
+        n_ft = (model.history.get("personalise") or {}).get("frames")
+        target = prepare_target(video, model.cfg.head_size, model.cfg.head_margin, model.pipeline_config,
+                                max_frames=n_ft)
+    if target is None:
+        return res["frames"]
+    return blend_into_frames(res["frames"], res["rendered"], res["coefficients"], target, model)
+
+
+def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> Yi2020:
+    """The spec's loader. The nets stay on the CPU whatever ``device``: generation is dominated by the
+    NumPy rasteriser and the per-target fine-tuning of tiny/small presets."""
+    if str(device) != "cpu":
+        log.info("yi2020 runs on the CPU (asked for %s)", device)
+    return Yi2020.load(folder)
 
 
 # ---------------------------------------------------------------------------- recipe step
@@ -780,3 +783,11 @@ def recipe_step(step: Any, ctx: Any) -> Path:
     ctx.echo(f"\n$ talkbench yi2020 train --shards {ctx.shards} --preset {name} --out {out} {flags}".rstrip())
     model = train_general(ctx.shards, cfg, progress=ctx.echo)
     return model.save(out)
+
+
+SPEC = ModelSpec(
+    module=Yi2020, config=Yi2020Config, objective=None, generate=generate, generate_options=Yi2020Options,
+    load=load_checkpoint, personalize=personalize_hook, reference=False,
+    description="Yi et al. 2020 (seed 001): a bundle of face3d, audio_to_pose and memory_gan, personalised per "
+                "target (talkbench personalize) before it generates; written by the yi2020 recipe step",
+)

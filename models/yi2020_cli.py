@@ -1,5 +1,5 @@
-"""Seed 001's commands: ``train face3d``, ``yi2020 train``, ``personalize``, ``generate`` for yi2020
-checkpoints, and ``perf render`` (torch and mediapipe imported lazily)."""
+"""Seed 001's commands: ``train face3d``, ``yi2020 train``, ``personalize`` and ``perf render`` (torch and
+mediapipe imported lazily). ``talkbench generate`` reaches yi2020 through its ModelSpec like any generator."""
 
 from __future__ import annotations
 
@@ -81,21 +81,6 @@ def _personalize(args: argparse.Namespace) -> int:
         over = {k: getattr(p, k) for k in ("finetune_audio", "finetune_gan", "finetune_mask")}
     personal, _ = yi2020.personalize(general, args.video, args.frames, over, progress=print)
     print(f"wrote {personal.save(args.out)}")
-    return 0
-
-
-def is_yi2020_checkpoint(path: str | Path) -> bool:
-    from talkbench.models.yi2020 import MANIFEST
-
-    return (Path(path) / MANIFEST).is_file()
-
-
-def generate(args: argparse.Namespace) -> int:
-    """``talkbench generate`` with a yi2020 checkpoint: no reference image; ``--video`` gives full frames."""
-    from talkbench.models import yi2020
-
-    path = yi2020.generate_video(args.checkpoint, args.audio, args.out, getattr(args, "video", None))
-    print(f"wrote {path}")
     return 0
 
 

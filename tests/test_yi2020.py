@@ -40,8 +40,10 @@ def test_general_checkpoint_bundles_the_three_parts(general):
     root, _ = general
     m = Y.Yi2020.load(root / "general")
     assert m.kind == "general" and m.face3d.n_exp == 16 and m.face3d.report["n_clips"] == 2
-    assert {p.name for p in (root / "general").iterdir()} >= {"yi2020.json", "face3d.safetensors",
-                                                               "audio_to_pose.safetensors", "memory_gan.safetensors"}
+    assert {p.name for p in (root / "general").iterdir()} >= {"yi2020.json", "face3d.safetensors", "model.safetensors"}
+    from talkbench.models.checkpoint import read_metadata
+
+    assert read_metadata(root / "general")["talkbench_model"] == "yi2020"  # found by the generator protocol
 
 
 def test_personalize_then_generate_head_crops(personal):
@@ -111,17 +113,25 @@ def test_head_box_covers_every_frame_of_the_clip():
     assert m[0, 1] == 0 and m[1, 0] == 0 and m[0, 0] == m[1, 1]  # no rotation: pose stays visible
 
 
-def test_bench_adapter_personalizes_per_clip_then_generates_full_frames(general):
+def test_checkpoint_generator_personalizes_per_clip_then_generates_full_frames(general):
+    """The generator protocol: the yi2020 ModelSpec's personalise hook, then its generate entry."""
+    from talkbench.models.generate import CheckpointGenerator
+
     root, _ = general
     d = tracked_clips()[VOX.stem]
-    adapter = Y.BenchAdapter(str(root / "general"), preset="tiny")
-    adapter.setup()
+    gen = CheckpointGenerator(root / "general", preset="tiny")
+    gen.setup()
     with pytest.raises(Exception, match="personalize"):
-        adapter.generate(d["frames"][0], d["audio"][:16000], 25.0)
-    adapter.personalize(d["frames"][:60], d["audio"][: 60 * 640])
-    assert adapter.personal.history["personalise"]["frames"] == 60
-    out = adapter.generate(d["frames"][0], d["audio"][60 * 640 : 90 * 640], 25.0)
+        gen.generate(d["frames"][0], d["audio"][:16000], 25.0)
+    gen.personalize(d["frames"][:60], d["audio"][: 60 * 640])
+    assert gen.model.kind == "personal" and gen.model.history["personalise"]["frames"] == 60
+    assert gen._general.kind == "general"  # the next clip starts again from the general model
+    out = gen.generate(None, d["audio"][60 * 640 : 90 * 640], 25.0)  # no reference face is needed
     assert out.shape == (30, 224, 224, 3) and out.dtype == np.uint8
+    # a generator without a personalise hook has no personalize attribute: scored as a baseline
+    from talkbench.models.registry import MODELS
+
+    assert MODELS.get("yi2020").personalize is not None and MODELS.get("mftfg").personalize is None
 
 
 def test_shards_with_and_without_head_crops(general, tmp_path):
@@ -170,13 +180,19 @@ def test_ablations(short_target, ablation):
         assert "audio_loss" not in personal.history["personalise"]
 
 
-def test_checkpoint_submission_of_a_yi2020_bundle_is_its_bench_adapter(general):
+def test_checkpoint_submission_of_a_yi2020_bundle_goes_through_its_model_spec(general):
     from talkbench.benchmark.submissions import load_submission
 
     root, _ = general
+    from talkbench.errors import ConfigError
+    from talkbench.models.generate import CheckpointGenerator
+
     sub = load_submission(f"checkpoint:{root / 'general'}?preset=tiny")
-    assert isinstance(sub.obj, Y.BenchAdapter) and sub.obj.preset == "tiny"
+    assert isinstance(sub.obj, CheckpointGenerator) and sub.obj.options.preset == "tiny"
+    assert callable(sub.obj.personalize)
     assert any(k.endswith("face3d.safetensors") for k in sub.identity["files"])
+    with pytest.raises(ConfigError, match="preset"):  # options are the spec's, validated
+        CheckpointGenerator(root / "general", preset="huge")
 
 
 def test_recipe_run_yi2020_tiny_on_cpu(general, tmp_path, monkeypatch, capsys):

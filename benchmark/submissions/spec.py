@@ -120,12 +120,7 @@ def _checkpoint_submission(s: Spec) -> Submission:
     resolved = resolve_checkpoint(ckpt)  # a run folder such as runs/au_rgan/latest -> its last step
     ckpt, resolved = resolved, resolved != ckpt
     try:
-        if (ckpt / "yi2020.json").is_file():  # seed 001's bundle: personalised per clip (personalized tasks)
-            from talkbench.models.yi2020 import BenchAdapter
-
-            obj = BenchAdapter(str(ckpt), **s.options)
-        else:
-            obj = CheckpointGenerator(str(ckpt), **s.options)
+        obj = CheckpointGenerator(str(ckpt), **s.options)
     except TypeError as e:
         raise TalkbenchError(f"submission {s.spec!r}: bad option(s) {s.options}: {e}") from None
     files = [ckpt] if ckpt.is_file() else sorted(p for p in ckpt.rglob("*") if p.is_file())
