@@ -70,18 +70,12 @@ class Preprocessor:
         face_found = np.asarray(track.face_found, bool)
         if not face_found.any():
             raise ClipError("no_face", f"no face found on any of {len(face_found)} frames")
-        au_baseline = None
-        if self.cfg.au.backend == "geometric":  # both sides measured from the real clip's neutral face
-            from talkbench.pipelines.au import geometric
-
-            cal = self.face.ctx.resource(f"au_calibration:{self.cfg.au.calibration}",
-                                         lambda: geometric.Calibration.load(self.cfg.au.calibration))
-            au_baseline = geometric.feature_baselines(track.landmarks, face_found, cal)
-            base = au_reference.au_baseline if au_reference is not None and au_reference.au_baseline else au_baseline
-            aus = {k: np.asarray(v, np.float32)
-                   for k, v in geometric.estimate_aus(track.landmarks, face_found, cal, base).items()}
-        else:  # OpenFace calibrates inside its binary, per video
-            aus = self.face.aus(len(frames), track.landmarks, track.face_found, video=video, frames=frames)
+        # both sides measured from the real clip's neutral face (a backend that calibrates inside, per
+        # video, has no baseline: OpenFace)
+        au_baseline = self.face.au_baseline(track.landmarks, face_found)
+        own = au_reference is None or not au_reference.au_baseline
+        aus = self.face.aus(len(frames), track.landmarks, face_found, video=video, frames=frames,
+                            neutral_baseline=au_baseline if own else au_reference.au_baseline)
         # the exact float64 transforms the crops were warped with (align_matrix is stored as float32), so
         # re-cropping the same frames with them reproduces the crops bit for bit
         from talkbench.pipelines.face.align import alignment_matrices, mouth_matrices

@@ -67,6 +67,28 @@ def test_au_backend_takes_arrays_and_checks_lengths(clip_frames):
         estimate_aus(AUInputs(n_frames=N, fps=25.0), AUConfig(), ctx)
 
 
+def test_aus_are_measured_from_the_neutral_baseline_given(clip_frames):
+    """The benchmark measures a generated clip from the real clip's neutral face: AUInputs carries it
+    through FaceProcessor to the geometric backend; OpenFace (calibrated per video inside) has none."""
+    from talkbench.pipelines.au import geometric
+
+    with FaceProcessor() as face:
+        lm = face.landmarks(clip_frames)
+        own = face.au_baseline(lm.landmarks, lm.face_found)
+        assert own == geometric.feature_baselines(lm.landmarks, lm.face_found)
+        other = face.au_baseline(lm.landmarks[: N // 3], lm.face_found[: N // 3])  # "another clip's" face
+        assert other != own
+        given = face.aus(N, lm.landmarks, lm.face_found, neutral_baseline=other)
+        expected = geometric.estimate_aus(lm.landmarks, lm.face_found, baseline=other)
+        assert given.keys() == expected.keys()
+        for name in expected:
+            np.testing.assert_array_equal(given[name], expected[name])
+        mine = face.aus(N, lm.landmarks, lm.face_found)
+        assert any(not np.array_equal(mine[k], given[k], equal_nan=True) for k in mine)
+    with FaceProcessor(FaceSettings(au=AUConfig(backend="openface"))) as face:
+        assert face.au_baseline(lm.landmarks, lm.face_found) is None
+
+
 def _calls(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -4,6 +4,11 @@ A backend is ``fn(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> {"AU25
 on OpenFace's 0-5 scale, NaN on frames it cannot score; AUs it does not give are simply absent from the
 dict. A backend that reads a video file (OpenFace) sets ``fn.needs_video = True``; :func:`estimate_aus`
 then writes the frames to a temporary file when they did not come from one (generated videos).
+
+A backend that measures AUs from a clip's neutral face (the geometric one) also gives
+``fn.neutral_baseline(inputs, cfg, ctx) -> {feature: value}`` and honours ``AUInputs.neutral_baseline``:
+the benchmark measures both sides of a pair from the real clip's neutral face (no per-side
+normalisation). A backend that calibrates inside its own binary, per video (OpenFace), gives neither.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class AUInputs:
     video: str | Path | None = None
     #: output frame -> 0-based source frame (the decode step), to map a backend's source-frame rows
     source_index: np.ndarray | None = None
+    #: the neutral feature values to measure AUs from (another clip's, see :func:`neutral_baseline`:
+    #: the real clip's for a generated one); None = this clip's own. Backends that calibrate per video ignore it
+    neutral_baseline: dict[str, float] | None = None
 
 
 AUBackend = Callable[[AUInputs, AUConfig, "WorkerContext"], dict[str, np.ndarray]]
@@ -92,3 +100,10 @@ def estimate_aus(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext,
             raise RuntimeError(f"AU backend {cfg.backend!r} returned {len(col)} values for {inputs.n_frames} frames")
         out[name] = col
     return out
+
+
+def neutral_baseline(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> dict[str, float] | None:
+    """This clip's neutral values in the configured backend's terms, to pass to another clip as
+    ``AUInputs.neutral_baseline``; None for a backend that calibrates inside, per video (OpenFace)."""
+    fn = getattr(AU_BACKENDS.get(cfg.backend), "neutral_baseline", None)
+    return None if fn is None else fn(inputs, cfg, ctx)

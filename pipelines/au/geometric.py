@@ -210,9 +210,23 @@ def _check_inputs(landmarks: np.ndarray, face_found: np.ndarray) -> tuple[np.nda
     return landmarks, valid
 
 
-def geometric_backend(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
-    """The backend entry: needs the landmarks step's ``landmarks`` and ``face_found``."""
+def _inputs(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> tuple[np.ndarray, np.ndarray, Calibration]:
     if inputs.landmarks is None or inputs.face_found is None:
         raise RuntimeError("the geometric AU backend needs landmarks (run the landmarks stage first)")
     cal = ctx.resource(f"au_calibration:{cfg.calibration}", lambda: Calibration.load(cfg.calibration))
-    return estimate_aus(inputs.landmarks, inputs.face_found, cal)
+    return inputs.landmarks, inputs.face_found, cal
+
+
+def geometric_backend(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> dict[str, np.ndarray]:
+    """The backend entry: needs the landmarks step's ``landmarks`` and ``face_found``; measured from
+    ``inputs.neutral_baseline`` when given, else from this clip's own neutral face."""
+    landmarks, face_found, cal = _inputs(inputs, cfg, ctx)
+    return estimate_aus(landmarks, face_found, cal, inputs.neutral_baseline)
+
+
+def _neutral_baseline(inputs: AUInputs, cfg: AUConfig, ctx: WorkerContext) -> dict[str, float]:
+    """This clip's neutral feature values (:func:`feature_baselines`), for ``AUInputs.neutral_baseline``."""
+    return feature_baselines(*_inputs(inputs, cfg, ctx))
+
+
+geometric_backend.neutral_baseline = _neutral_baseline  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from talkbench.config import StrictModel
 from talkbench.pipelines.au.base import AUConfig, AUInputs, estimate_aus
+from talkbench.pipelines.au.base import neutral_baseline as au_neutral_baseline
 from talkbench.pipelines.core import WorkerContext
 from talkbench.pipelines.face.align import align_track
 from talkbench.pipelines.face.config import AlignConfig, LandmarksConfig, PoseConfig
@@ -103,12 +104,20 @@ class FaceProcessor:
 
     def aus(self, n_frames: int, landmarks: np.ndarray | None = None, face_found: np.ndarray | None = None,
             video: str | Path | None = None, frames: np.ndarray | None = None,
-            source_index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+            source_index: np.ndarray | None = None,
+            neutral_baseline: dict[str, float] | None = None) -> dict[str, np.ndarray]:
         """AU intensities from the configured backend (``video``: the file the frames came from, for
-        backends that read videos; else ``frames`` are written to a temporary file for them)."""
+        backends that read videos; else ``frames`` are written to a temporary file for them).
+        ``neutral_baseline``: another clip's :meth:`au_baseline` to measure from (default: this clip's)."""
         inputs = AUInputs(n_frames=n_frames, fps=self.fps, landmarks=landmarks, face_found=face_found,
-                          video=video, source_index=source_index)
+                          video=video, source_index=source_index, neutral_baseline=neutral_baseline)
         return estimate_aus(inputs, self.settings.au, self.ctx, frames=frames)
+
+    def au_baseline(self, landmarks: np.ndarray, face_found: np.ndarray) -> dict[str, float] | None:
+        """This clip's neutral AU baseline (to measure another clip from it), None when the backend
+        calibrates inside, per video (OpenFace)."""
+        inputs = AUInputs(n_frames=len(landmarks), fps=self.fps, landmarks=landmarks, face_found=face_found)
+        return au_neutral_baseline(inputs, self.settings.au, self.ctx)
 
     # -- everything at once ----------------------------------------------------------------------
     def process(self, frames: np.ndarray, video: str | Path | None = None, aus: bool = True) -> FaceTrack:
