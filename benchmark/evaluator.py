@@ -256,8 +256,9 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
             log.warning("clip %s: identity reference %s unusable (%s); CSIM uses the reference image",
                         item.clip_id, item.clip.identity_clip, e)
     if reference is not None:  # full-reference comparisons in the ground truth's geometry
-        generated, row["geometry"] = in_reference_geometry(out.frames, generated, reference,
-                                                           task.geometry or "full")
+        generated, reference, row["geometry"] = in_reference_geometry(
+            out.frames, generated, reference, task.geometry or "full",
+            gt_frames=out.inputs.ground_truth() if out.inputs.ground_truth else None)
     pair = ClipPair(clip_id=item.clip_id, generated=generated, reference=reference, audio=item.audio,
                     sample_rate=item.sample_rate,
                     reference_image=ref_aligned.faces[item.clip.reference_frame],

@@ -9,7 +9,9 @@ wrong place is silently re-aligned and not penalised. So the task declares the g
   far the generated face sits from the real one, in crop pixels.
 - ``aligned``: S x S face crops in the task's alignment (what talkbench's generators and most GRID papers
   output), compared directly with the ground-truth crops (variant ``aligned-crop``); the mouth crop is
-  taken with the ground truth's mouth box.
+  taken with the ground truth's mouth box. Any S: for S other than the task's crop size the ground
+  truth's reference crop is made at S x S with the same alignment (its transform scaled by S / size),
+  variant ``aligned-crop-S`` (e.g. ``aligned-crop-64`` for the demo's 64 px AU-RGAN).
 
 A submission in neither geometry (another frame size) falls back to each side's own alignment, named
 ``align-per-side`` and counted per run, so the leaderboard can mark it. Landmark metrics (LMD, jitter,
@@ -43,31 +45,43 @@ def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return np.concatenate([a, t], axis=2)
 
 
-def in_reference_geometry(frames: np.ndarray, generated: AlignedVideo, reference: AlignedVideo, geometry: str
-                          ) -> tuple[AlignedVideo, str]:
-    """The generated video with its face and mouth crops taken in the ground truth's geometry.
+def in_reference_geometry(frames: np.ndarray, generated: AlignedVideo, reference: AlignedVideo, geometry: str,
+                          gt_frames: np.ndarray | None = None) -> tuple[AlignedVideo, AlignedVideo, str]:
+    """Both sides of a full-reference comparison in the ground truth's geometry.
 
-    Returns (video, variant); the landmarks, pose and AUs stay those of the generated side's own tracking.
+    Returns (generated, reference, variant): the generated video with its face and mouth crops taken in
+    the ground truth's geometry; the reference as it is, except for ``aligned`` outputs of another square
+    size S, where its face crops are re-made at S x S from ``gt_frames`` (the ground truth's source frames)
+    with its own transforms scaled by S / size. Landmarks, pose and AUs stay each side's own tracking.
     """
     from talkbench.pipelines.face import warp_crops
 
     if reference.align_matrix is None or reference.mouth_matrix is None:
-        return generated, PER_SIDE
+        return generated, reference, PER_SIDE
     n = min(len(frames), len(reference.faces))
-    size = reference.faces.shape[1:3]
+    size = tuple(reference.faces.shape[1:3])
     mouth_hw = reference.mouths.shape[1:3]
     face_m, mouth_m = reference.align_matrix[:n], reference.mouth_matrix[:n]
-    if geometry == "full" and reference.frame_hw is not None and tuple(frames.shape[1:3]) == reference.frame_hw:
+    hw = tuple(frames.shape[1:3])
+    if geometry == "full" and reference.frame_hw is not None and hw == reference.frame_hw:
         faces = warp_crops(frames[:n], face_m, size)
         mouths = warp_crops(frames[:n], mouth_m, mouth_hw)
         variant = ALIGN_GT
-    elif geometry == "aligned" and tuple(frames.shape[1:3]) == tuple(size):
+    elif geometry == "aligned" and hw == size:
         faces = np.ascontiguousarray(frames[:n])
         mouths = warp_crops(faces, _compose(mouth_m, _invert(face_m)), mouth_hw, antialias=False)
         variant = ALIGNED_CROP
+    elif geometry == "aligned" and hw[0] == hw[1] and gt_frames is not None and size[0] == size[1]:
+        k = hw[0] / size[0]  # the task's alignment at S x S: every transform scaled by S / size
+        face_s = face_m * k
+        faces = np.ascontiguousarray(frames[:n])
+        mouths = warp_crops(faces, _compose(mouth_m, _invert(face_s)), mouth_hw, antialias=False)
+        ref_faces = warp_crops(np.asarray(gt_frames)[:n], face_s, hw)
+        reference = dataclasses.replace(reference, faces=ref_faces)
+        variant = f"{ALIGNED_CROP}-{hw[0]}"
     else:
-        return generated, PER_SIDE
-    return dataclasses.replace(generated, faces=faces, mouths=mouths), variant
+        return generated, reference, PER_SIDE
+    return dataclasses.replace(generated, faces=faces, mouths=mouths), reference, variant
 
 
 def head_placement_error(generated: AlignedVideo, reference: AlignedVideo) -> np.ndarray:

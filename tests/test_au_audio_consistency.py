@@ -10,10 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from conftest import GRID_CLIPS
 
 from talkbench.benchmark.metrics.aggregate import aggregate
 from talkbench.benchmark.metrics.au import AUAudioConsistency, predicted_vs_seen
@@ -137,18 +134,9 @@ def test_checkpoint_exposes_its_audio_to_au_output(tiny_au_rgan: Path) -> None:
 
 @pytest.fixture(scope="module")
 def grid_task(tmp_path_factory: pytest.TempPathFactory):
-    """A one-clip task whose ground truth is a real GRID video (synthetic shards pointing at it)."""
-    from shards_factory import write_shards
+    from bench_tasks import one_grid_clip_task
 
-    from talkbench.benchmark.tasks import build_task
-
-    tmp = tmp_path_factory.mktemp("task")
-    root = write_shards(tmp / "shards", speakers=1, clips_per_speaker=1, n_frames=75, val_speakers=0, files=1)
-    clips = pq.read_table(root / "clips.parquet")
-    src = pa.array([str(GRID_CLIPS[0])] * clips.num_rows, clips.schema.field("source_path").type)
-    pq.write_table(clips.set_column(clips.schema.get_field_index("source_path"), "source_path", src),
-                   root / "clips.parquet")
-    return build_task(root, "aupred", split="train", max_clips=1)
+    return one_grid_clip_task(tmp_path_factory.mktemp("task"), "aupred")
 
 
 class _GroundTruthWithAUs:

@@ -112,11 +112,32 @@ def test_a_misplaced_head_is_measured_not_realigned_away() -> None:
     mouth_m = real_m.copy()
     mouth_m[:, :, 2] -= 5.0
     ref = dataclasses.replace(_video(4), align_matrix=real_m, mouth_matrix=mouth_m, frame_hw=(48, 64))
-    out, variant = in_reference_geometry(frames, _video(4), ref, "aligned")
-    assert variant == "aligned-crop" and np.array_equal(out.faces, frames)
+    out, same_ref, variant = in_reference_geometry(frames, _video(4), ref, "aligned")
+    assert variant == "aligned-crop" and np.array_equal(out.faces, frames) and same_ref is ref
     # the mouth crop of an aligned output is the ground truth's mouth box in crop space: here a 5 px shift
     assert np.array_equal(out.mouths[:, :3, :3], frames[:, 5:8, 5:8])
-    assert in_reference_geometry(frames, _video(4), ref, "full")[1] == "align-per-side"  # 16x16 != 48x64
+    assert in_reference_geometry(frames, _video(4), ref, "full")[2] == "align-per-side"  # 16x16 != 48x64
+
+
+def test_aligned_outputs_of_any_size_are_compared_with_a_ground_truth_crop_of_that_size() -> None:
+    from talkbench.benchmark.geometry import in_reference_geometry
+
+    # the task's 16x16 crop = source pixels x 10..25, y 20..35 (scale 1); an 8x8 output is the same
+    # alignment at half scale: crop pixel (x, y) <- source (2x + 10, 2y + 20), exact on the pixel grid
+    face_m = np.tile(np.array([[1.0, 0, -10], [0, 1.0, -20]])[None], (4, 1, 1))
+    gt = np.random.default_rng(2).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    ref = dataclasses.replace(_video(4), align_matrix=face_m, mouth_matrix=face_m.copy(), frame_hw=(48, 64))
+    out8 = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    gen, ref8, variant = in_reference_geometry(out8, _video(4), ref, "aligned", gt_frames=gt)
+    assert variant == "aligned-crop-8" and np.array_equal(gen.faces, out8)
+    assert np.array_equal(ref8.faces, gt[:, 20:36:2, 10:26:2]) and ref8.faces.shape == (4, 8, 8, 3)
+    assert ref.faces.shape == (4, 16, 16, 3)  # the memoised ground truth itself is not changed
+    # the mouth box (source x 10..17, y 20..27 at the task's 8x8 mouth size) is output pixels 0..3.5:
+    # every second mouth pixel falls on an output pixel, the others between two
+    assert np.array_equal(gen.mouths[:, ::2, ::2], out8[:, :4, :4])
+    # without the ground truth's frames, or a non-square output: the named per-side fallback
+    assert in_reference_geometry(out8, _video(4), ref, "aligned")[2] == "align-per-side"
+    assert in_reference_geometry(out8[:, :, :6], _video(4), ref, "aligned", gt_frames=gt)[2] == "align-per-side"
 
 
 def test_repeating_the_reference_image_no_longer_wins_identity() -> None:
