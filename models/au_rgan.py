@@ -9,17 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from talkbench.config import StrictModel
-from talkbench.models.discriminator import FrameDiscriminator
-from talkbench.models.generator import (
-    SMALL_GENERATOR,
-    TINY_GENERATOR,
-    GANGenerateOptions,
-    GeneratorConfig,
-    GeneratorObjective,
-    TalkingHeadGenerator,
-    generate_frames,
-)
-from talkbench.models.registry import ModelSpec
+from talkbench.models.generator import FusionGAN, GeneratorConfig, fusion_gan_spec
 
 
 class RecurrentFusionConfig(StrictModel):
@@ -45,26 +35,15 @@ class RecurrentFusion(nn.Module):
         return self.proj(self.rnn(x)[0])
 
 
-class AURGAN(nn.Module):
+class AURGAN(FusionGAN):
     Config = AURGANConfig
-
-    def __init__(self, cfg: AURGANConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.generator = TalkingHeadGenerator(cfg, lambda d_in, d_out: RecurrentFusion(cfg.fusion, d_in, d_out))
-        self.discriminator = FrameDiscriminator(cfg.discriminator) if cfg.discriminator.enabled else None
-
-    def forward(self, identity: torch.Tensor, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.generator(identity, windows)
+    Fusion = RecurrentFusion
 
 
-SPEC = ModelSpec(
-    module=AURGAN, config=AURGANConfig, objective=GeneratorObjective, generate=generate_frames,
-    generate_options=GANGenerateOptions,
+SPEC = fusion_gan_spec(
+    AURGAN,
     description="AU-RGAN (paper 1): identity + audio + Audio-to-AU features -> GRU fusion -> skip decoder; "
                 "frame GAN; AU consistency through the frozen AU classifier (train au_classifier first, "
                 "then set its checkpoint).",
-    defaults=("data.seq_len=50", "data.stride=25", "train.batch_size=8"),
-    tiny=(*TINY_GENERATOR, "model.fusion.hidden=32"), small=SMALL_GENERATOR, seq_len=16,
-    overfit=(("model.discriminator.enabled=false",), 60, 5e-3, 1),
+    tiny=("model.fusion.hidden=32",),
 )

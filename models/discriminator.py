@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from talkbench.models.generator import DiscriminatorConfig
+from talkbench.config import StrictModel
 from talkbench.models.layers import down, level_channels
+
+
+class DiscriminatorConfig(StrictModel):
+    enabled: bool = True
+    base_channels: int = Field(64, ge=1)
+    levels: int = Field(3, ge=1)
+    conditional: bool = Field(True, description="the discriminator also sees the identity frame")
 
 
 class FrameDiscriminator(nn.Module):

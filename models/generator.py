@@ -8,7 +8,7 @@ frame decoder with skip connections from the identity. Every component has a swi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,16 +20,11 @@ from talkbench.config import StrictModel
 from talkbench.errors import ConfigError
 from talkbench.models.audio_to_au import AudioToAU, AudioToAUConfig
 from talkbench.models.data import DataSpec
+from talkbench.models.discriminator import DiscriminatorConfig, FrameDiscriminator
 from talkbench.models.layers import FrameDecoder, ImageEncoder, MfccCNN, to_image
 from talkbench.models.objective import Objective, au_metrics, frame_grid, masked_l1
+from talkbench.models.registry import ModelSpec
 from talkbench.schema import MFCC_DIM
-
-
-class DiscriminatorConfig(StrictModel):
-    enabled: bool = True
-    base_channels: int = Field(64, ge=1)
-    levels: int = Field(3, ge=1)
-    conditional: bool = Field(True, description="the discriminator also sees the identity frame")
 
 
 class GeneratorConfig(StrictModel):
@@ -89,6 +84,25 @@ class TalkingHeadGenerator(nn.Module):
 
 
 # ---------------------------------------------------------------------------- training objective
+class FusionGAN(nn.Module):
+    """What both papers train: the shared generator around a temporal fusion plus the optional frame
+    discriminator. A paper's model is a subclass naming its ``Config`` (a :class:`GeneratorConfig` with a
+    ``fusion`` section) and its ``Fusion`` module, built as ``Fusion(cfg.fusion, d_in, d_out)``."""
+
+    Config: ClassVar[type[GeneratorConfig]]
+    Fusion: ClassVar[Callable[[Any, int, int], nn.Module]]
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        self.cfg = cfg
+        fusion = type(self).Fusion
+        self.generator = TalkingHeadGenerator(cfg, lambda d_in, d_out: fusion(cfg.fusion, d_in, d_out))
+        self.discriminator = FrameDiscriminator(cfg.discriminator) if cfg.discriminator.enabled else None
+
+    def forward(self, identity: torch.Tensor, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.generator(identity, windows)
+
+
 class GeneratorLossConfig(StrictModel):
     reconstruction: float = Field(10.0, gt=0.0, description="L1 between generated and real frames")
     adversarial: float = Field(0.1, ge=0.0, description="ignored when model.discriminator.enabled is false")
@@ -269,3 +283,16 @@ TINY_GENERATOR = ("model.image_size=32", "model.base_channels=8", "model.levels=
                   "model.discriminator.levels=2", "data.seq_len=4", "data.stride=null", "loss.au_consistency=0")
 SMALL_GENERATOR = ("model.base_channels=16", "model.audio_to_au.shared_trunk=true",
                    "model.discriminator.base_channels=32")
+
+
+def fusion_gan_spec(module: type[FusionGAN], description: str, tiny: tuple[str, ...] = (),
+                    small: tuple[str, ...] = ()) -> ModelSpec:
+    """The ``ModelSpec`` of a :class:`FusionGAN`: the objective, generate entry, published training setup
+    and overfit check both papers share; ``tiny``/``small`` add the fusion's own overrides."""
+    return ModelSpec(
+        module=module, config=module.Config, objective=GeneratorObjective, generate=generate_frames,
+        generate_options=GANGenerateOptions, description=description,
+        defaults=("data.seq_len=50", "data.stride=25", "train.batch_size=8"),
+        tiny=(*TINY_GENERATOR, *tiny), small=(*SMALL_GENERATOR, *small), seq_len=16,
+        overfit=(("model.discriminator.enabled=false",), 60, 5e-3, 1),
+    )

@@ -11,17 +11,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from talkbench.config import StrictModel
-from talkbench.models.discriminator import FrameDiscriminator
-from talkbench.models.generator import (
-    SMALL_GENERATOR,
-    TINY_GENERATOR,
-    GANGenerateOptions,
-    GeneratorConfig,
-    GeneratorObjective,
-    TalkingHeadGenerator,
-    generate_frames,
-)
-from talkbench.models.registry import ModelSpec
+from talkbench.models.generator import FusionGAN, GeneratorConfig, fusion_gan_spec
 
 
 class TCNConfig(StrictModel):
@@ -81,26 +71,15 @@ class TCNSAFusion(nn.Module):
         return self.proj(self.blocks(x.transpose(1, 2)).transpose(1, 2))
 
 
-class TCNSA(nn.Module):
+class TCNSA(FusionGAN):
     Config = TCNSAConfig
-
-    def __init__(self, cfg: TCNSAConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.generator = TalkingHeadGenerator(cfg, lambda d_in, d_out: TCNSAFusion(cfg.fusion, d_in, d_out))
-        self.discriminator = FrameDiscriminator(cfg.discriminator) if cfg.discriminator.enabled else None
-
-    def forward(self, identity: torch.Tensor, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.generator(identity, windows)
+    Fusion = TCNSAFusion
 
 
-SPEC = ModelSpec(
-    module=TCNSA, config=TCNSAConfig, objective=GeneratorObjective, generate=generate_frames,
-    generate_options=GANGenerateOptions,
+SPEC = fusion_gan_spec(
+    TCNSA,
     description="TCN-SA (paper 2): the AU-RGAN generator with the dilated non-causal TCN self-attention "
                 "fusion (2 blocks, 512 then 1024 channels, kernel 3, dilations 1 and 2, weight norm, "
                 "dropout 0.2, 4 heads).",
-    defaults=("data.seq_len=50", "data.stride=25", "train.batch_size=8"),
-    tiny=(*TINY_GENERATOR, "model.fusion.channels=[16,32]", "model.fusion.dropout=0.0"), small=(*SMALL_GENERATOR, "model.fusion.channels=[256,512]"), seq_len=16,
-    overfit=(("model.discriminator.enabled=false",), 60, 5e-3, 1),
+    tiny=("model.fusion.channels=[16,32]", "model.fusion.dropout=0.0"), small=("model.fusion.channels=[256,512]",),
 )
