@@ -7,7 +7,23 @@ from pathlib import Path
 from talkbench.models.registry import MODELS
 from talkbench.models.synthetic_shards import write_shards
 
-__all__ = ["tiny_overrides", "write_shards"]
+__all__ = ["grid_backed_shards", "tiny_overrides", "write_shards"]
+
+
+def grid_backed_shards(root: Path, **write_kwargs) -> Path:
+    """Synthetic shards (:func:`write_shards` with ``write_kwargs``) whose clips all point at one real GRID
+    video: training reads the synthetic frames, the benchmark decodes a real ground truth, no ``prepare``.
+    A test using it reads the real fixtures: ask for ``fixtures_dir`` (conftest marks it ``fixtures``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import GRID_CLIPS
+
+    root = write_shards(root, **write_kwargs)
+    clips = pq.read_table(root / "clips.parquet")
+    src = pa.array([str(GRID_CLIPS[0])] * clips.num_rows, clips.schema.field("source_path").type)
+    pq.write_table(clips.set_column(clips.schema.get_field_index("source_path"), "source_path", src),
+                   root / "clips.parquet")
+    return root
 
 
 def tiny_overrides(name: str, out_dir: Path, steps: int = 4, batch_size: int = 4) -> list[str]:

@@ -8,7 +8,7 @@ import socket
 import numpy as np
 import pytest
 import torch
-from shards_factory import tiny_overrides, write_shards
+from shards_factory import grid_backed_shards, tiny_overrides, write_shards
 
 from talkbench.errors import ConfigError
 from talkbench.models.data import ShardIndex, make_dataset, make_loader
@@ -274,8 +274,6 @@ def test_mftfg_checkpoint_generates_a_video_with_audio_and_scores_as_a_variant(t
     import wave
 
     import av
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     from conftest import AUDIO, GRID_CLIPS
     from PIL import Image
 
@@ -286,11 +284,9 @@ def test_mftfg_checkpoint_generates_a_video_with_audio_and_scores_as_a_variant(t
     from talkbench.media import read_av
     from talkbench.models.train import train
 
-    root = write_shards(tmp_path / "shards", speakers=1, clips_per_speaker=1, n_frames=75, val_speakers=0, files=1)
-    clips = pq.read_table(root / "clips.parquet")  # the one clip's ground truth: a real GRID video
-    src = pa.array([str(GRID_CLIPS[0])] * clips.num_rows, clips.schema.field("source_path").type)
-    pq.write_table(clips.set_column(clips.schema.get_field_index("source_path"), "source_path", src),
-                   root / "clips.parquet")
+    # the one clip's ground truth: a real GRID video
+    root = grid_backed_shards(tmp_path / "shards", speakers=1, clips_per_speaker=1, n_frames=75, val_speakers=0,
+                              files=1)
     cfg = load_run_config("mftfg", None, [*tiny_overrides("mftfg", tmp_path / "runs", steps=2, batch_size=1)],
                           shards=str(root))
     ckpt = train("mftfg", cfg).checkpoint

@@ -7,11 +7,8 @@ import os
 import re
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import GRID_CLIPS
 
 from talkbench.app.recipes import STEP_KINDS, load_recipe, plan_steps, recipe_names
 from talkbench.errors import ConfigError
@@ -74,16 +71,12 @@ def test_ablation_table_gives_each_variant_its_change_against_the_full_model():
 
 
 @pytest.fixture
-def shards(tmp_path: Path) -> Path:
+def shards(tmp_path: Path, fixtures_dir: Path) -> Path:
     """Synthetic shards (train + one val clip) whose clips point at a real GRID video for the benchmark."""
-    from shards_factory import write_shards
+    from shards_factory import grid_backed_shards
 
-    root = write_shards(tmp_path / "shards", speakers=3, clips_per_speaker=1, n_frames=75, val_speakers=1, files=1)
-    clips = pq.read_table(root / "clips.parquet")
-    src = pa.array([str(GRID_CLIPS[0])] * clips.num_rows, clips.schema.field("source_path").type)
-    pq.write_table(clips.set_column(clips.schema.get_field_index("source_path"), "source_path", src),
-                   root / "clips.parquet")
-    return root
+    return grid_backed_shards(tmp_path / "shards", speakers=3, clips_per_speaker=1, n_frames=75, val_speakers=1,
+                              files=1)
 
 
 @pytest.mark.slow

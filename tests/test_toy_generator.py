@@ -13,8 +13,6 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import AUDIO, GRID_CLIPS
@@ -106,16 +104,12 @@ def toy_registered():
 
 
 @pytest.fixture
-def shards(tmp_path: Path) -> Path:
+def shards(tmp_path: Path, fixtures_dir: Path) -> Path:
     """Synthetic training shards whose one clip points at a real GRID video (the benchmark's ground truth)."""
-    from shards_factory import write_shards
+    from shards_factory import grid_backed_shards
 
-    root = write_shards(tmp_path / "shards", speakers=1, clips_per_speaker=1, n_frames=75, val_speakers=0, files=1)
-    clips = pq.read_table(root / "clips.parquet")
-    src = pa.array([str(GRID_CLIPS[0])] * clips.num_rows, clips.schema.field("source_path").type)
-    pq.write_table(clips.set_column(clips.schema.get_field_index("source_path"), "source_path", src),
-                   root / "clips.parquet")
-    return root
+    return grid_backed_shards(tmp_path / "shards", speakers=1, clips_per_speaker=1, n_frames=75, val_speakers=0,
+                              files=1)
 
 
 @pytest.mark.slow
