@@ -262,7 +262,7 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
     pair = ClipPair(clip_id=item.clip_id, generated=generated, reference=reference, audio=item.audio,
                     sample_rate=item.sample_rate,
                     reference_image=ref_aligned.faces[item.clip.reference_frame],
-                    identity_image=identity, predicted_aus=out.predicted_aus,
+                    identity_image=identity, predicted_aus=out.predicted_aus, frames=out.frames,
                     extra={"geometry": row.get("geometry")})
     row.update(status="ok", face_found_ratio=float(generated.face_found.mean()), **check_clip(pair))
     for name, metric in metrics.items():

@@ -157,3 +157,82 @@ def face_windows(faces: np.ndarray, start: int, stop: int, device: torch.device)
         x = F.interpolate(x, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False)
     x = x.permute(1, 0, 2, 3)  # (3, t, 224, 224)
     return x.unfold(1, WINDOW, 1).permute(1, 0, 4, 2, 3).contiguous()  # (n, 3, 5, 224, 224)
+
+
+# --------------------------------------------------------------------------- syncnet_python's own face crop
+#: syncnet_python's run_pipeline crop (its defaults): the box half-size s = max(w, h) / 2 of the face
+#: detection, median-filtered over the track (kernel 13, scipy's zero-padded medfilt), a window of
+#: 2 (1 + crop_scale) s square reaching s above the box centre and (1 + 2 crop_scale) s below it, grey 110
+#: outside the frame, resized to 224 x 224 (cv2 bilinear). The network takes that 224² crop as it is.
+PYCROP_SCALE = 0.4
+PYCROP_MEDFILT = 13
+PYCROP_FILL = 110
+
+
+def pycrop_track(boxes: np.ndarray, kernel: int = PYCROP_MEDFILT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, 4) face boxes x1, y1, x2, y2 -> smoothed (half-size s, centre x, centre y), each (T,).
+
+    scipy's medfilt zero-pads, exactly as syncnet_python runs it; a window then still holds at least 7
+    real values when T >= 7. Shorter tracks (syncnet_python never scores under 100 frames) would be
+    smoothed to 0, so they take the largest odd kernel <= T instead.
+    """
+    import warnings
+
+    from scipy.signal import medfilt
+
+    b = np.asarray(boxes, np.float64)
+    if len(b) < kernel // 2 + 1:
+        kernel = len(b) if len(b) % 2 else len(b) - 1
+    s = np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) / 2
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    if kernel <= 1:
+        return s, cx, cy
+    with warnings.catch_warnings():  # "kernel_size exceeds volume extent": the zero padding is intended
+        warnings.simplefilter("ignore", UserWarning)
+        return medfilt(s, kernel), medfilt(cx, kernel), medfilt(cy, kernel)
+
+
+def pycrop_window(frame: np.ndarray, s: float, cx: float, cy: float, crop_scale: float = PYCROP_SCALE) -> np.ndarray:
+    """The un-resized crop of one frame: rows [cy - s, cy + (1 + 2c) s), columns cx ± (1 + c) s, each bound
+    truncated to an integer in a frame padded by int((1 + 2c) s) pixels of grey 110 on every side."""
+    pad = int(s * (1 + 2 * crop_scale))
+    top, bottom = int(cy + pad - s), int(cy + pad + s * (1 + 2 * crop_scale))
+    left, right = int(cx + pad - s * (1 + crop_scale)), int(cx + pad + s * (1 + crop_scale))
+    h, w = frame.shape[:2]
+    out = np.full((max(0, bottom - top), max(0, right - left), frame.shape[2]), PYCROP_FILL, frame.dtype)
+    # padded-frame coordinates -> frame coordinates: minus pad; copy the part that lies inside the frame
+    r0, r1 = max(top - pad, 0), min(bottom - pad, h)
+    c0, c1 = max(left - pad, 0), min(right - pad, w)
+    if r1 > r0 and c1 > c0:
+        out[r0 - (top - pad): r1 - (top - pad), c0 - (left - pad): c1 - (left - pad)] = frame[r0:r1, c0:c1]
+    return out
+
+
+def pycrop_faces(frames: np.ndarray, boxes: np.ndarray, crop_scale: float = PYCROP_SCALE) -> np.ndarray:
+    """(T, H, W, 3) frames and (T, 4) face boxes -> (T, 224, 224, 3) crops as syncnet_python makes them."""
+    import cv2
+
+    s, cx, cy = pycrop_track(boxes)
+    return np.stack([cv2.resize(pycrop_window(f, s[i], cx[i], cy[i], crop_scale), (FACE_SIZE, FACE_SIZE))
+                     for i, f in enumerate(frames)])
+
+
+def mesh_boxes(landmarks_crop: np.ndarray, align_matrix: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """(T, 4) face boxes in frame pixels: the extent of the face mesh, mapped back from the aligned crop.
+
+    Stands in for syncnet_python's S3FD detections (not installable here). Frames without a face take
+    the box linearly interpolated between their neighbours (the ends hold the nearest), as its tracker
+    interpolates missed detections.
+    """
+    found = np.asarray(found, bool)
+    if not found.any():
+        raise ValueError("no face on any frame: no box to crop")
+    n = len(found)
+    boxes = np.full((n, 4), np.nan)
+    for i in np.flatnonzero(found):
+        m = np.asarray(align_matrix[i], np.float64)
+        inv = np.linalg.inv(m[:, :2])
+        pts = (np.asarray(landmarks_crop[i, :, :2], np.float64) - m[:, 2]) @ inv.T
+        boxes[i] = [pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()]
+    idx = np.flatnonzero(found)
+    return np.stack([np.interp(np.arange(n), idx, boxes[idx, k]) for k in range(4)], axis=1)

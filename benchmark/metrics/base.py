@@ -47,6 +47,9 @@ class ClipPair:
     reference_image: np.ndarray | None = None  # aligned identity face, (S, S, 3) uint8
     #: CSIM's identity reference: an aligned frame of ANOTHER clip of the same speaker, when the task has one
     identity_image: np.ndarray | None = None
+    #: the submission's frames as scored (their own size: full frames or crops), for metrics that crop
+    #: them their own way (``lse-pycrop``: syncnet_python's face-box crop)
+    frames: np.ndarray | None = None
     #: the generator's own Audio-to-AU prediction (AU -> (T,) intensities 0-5), when it exposes one
     predicted_aus: dict[str, np.ndarray] | None = None
     extra: dict = field(default_factory=dict)

@@ -6,7 +6,9 @@ windows are embedded; for every video window i the Euclidean distance to audio w
 LSE-D = min(mdist), LSE-C = median(mdist) - min(mdist), AV offset = 15 - argmin (positive = video
 lags audio). Two metrics use it:
 
-- ``lse``: the released ``syncnet_v2`` weights (benchmark/syncnet.py) on 224x224 face crops;
+- ``lse``: the released ``syncnet_v2`` weights (benchmark/syncnet.py) on talkbench's aligned face crops
+  upsampled to 224x224 (crop protocol ``lse-aligned128``);
+- ``lse-pycrop``: the same network on syncnet_python's own face-box crop (paper-comparable protocol);
 - ``tb-sync``: a sync expert trained by talkbench (models/sync_expert.py) on mouth crops. It is a
   different network, so it carries different names (GUIDE section 3) and its numbers never mix with LSE.
 """
@@ -96,6 +98,31 @@ class LSE(Metric):
     def score(self, pair: ClipPair) -> dict[str, float]:
         v, a = self.embed(pair.generated.faces, pair.audio, pair.sample_rate)
         return _values("lse", lse_from_embeddings(v, a))
+
+
+@register_metric("lse-pycrop")
+class LSEPyCrop(LSE):
+    """LSE with SyncNet seeing syncnet_python's OWN crop (crop protocol ``lse-pycrop``), for numbers
+    comparable with papers that ran its pipeline: the face box (here the face mesh's extent in frame
+    pixels, standing in for its S3FD detector) median-filtered over 13 frames, scaled by crop_scale 0.4
+    (a 2.8 s square, s = half the box size, from s above the box centre), grey 110 outside the frame,
+    resized to 224² (``benchmark/syncnet.py: pycrop_faces``). Not reproduced: S3FD itself, and the XVID /
+    JPEG re-encoding of its pipeline (see the codec-normalisation option for the latter's kind of effect).
+    """
+
+    variant = "lse-pycrop-meshbox-medfilt13-scale0.4-224bgr-syncnet_v2-vshift15"
+    directions = {"lse_pycrop_d": "lower", "lse_pycrop_c": "higher", "lse_pycrop_abs_offset": "lower"}
+
+    def score(self, pair: ClipPair) -> dict[str, float]:
+        from talkbench.benchmark.syncnet import mesh_boxes, pycrop_faces
+
+        g = pair.generated
+        if pair.frames is None or g.align_matrix is None:
+            raise ValueError("lse-pycrop needs the submission's frames and their face transforms")
+        n = min(len(pair.frames), len(g.landmarks))
+        boxes = mesh_boxes(g.landmarks[:n], g.align_matrix[:n], g.face_found[:n])
+        v, a = self.embed(pycrop_faces(pair.frames[:n], boxes), pair.audio, pair.sample_rate)
+        return _values("lse_pycrop", lse_from_embeddings(v, a))
 
 
 def _load_sync_expert(device: Any) -> tuple[Any, Any]:
