@@ -62,9 +62,10 @@ def register(sub: Any, perf_sub: Any) -> None:
     r.add_argument("--length-tolerance", type=int, default=1,
                    help="frames a submission may be off by (trimmed/padded); more is a wrong_length error")
     r.add_argument("--device", default=None, help="torch device for the metrics (default: cuda if available)")
-    r.add_argument("--scheduler", default=None, metavar="ADDRESS|slurm:FILE",
-                   help="score the clips on a Dask cluster: a scheduler address (tcp://host:8786) or slurm:FILE "
-                   "(a dask-jobqueue YAML like configs/slurm_example.yaml); same numbers as a local run")
+    r.add_argument("--scheduler", default=None, metavar="local[:N]|ADDRESS|slurm:FILE",
+                   help="score the clips on a Dask cluster (the one prepare uses): local[:N] worker processes, "
+                   "a scheduler address (tcp://host:8786) or slurm:FILE (a dask-jobqueue YAML like "
+                   "configs/slurm_example.yaml); same numbers as a local run")
     r.add_argument("--tasks-dir", default=None)
     r.add_argument("--allow-code", action="store_true", help="allow module:Class adapters: they are imported "
                    "and run with your rights (off by default, so a service passing on specs runs none)")

@@ -7,8 +7,9 @@ metrics' per-clip values. The client puts them back in task order and aggregates
 run does (``evaluator.finish``), so the numbers are the same (tested against a local run).
 
 Corpus-level metrics (FID: one statistic over every frame) cannot be split by clip and are refused here:
-score them in a local run. The cluster comes from the pipeline's distributor
-(``talkbench.pipelines.runner.dask_client``: an existing scheduler, or ``slurm:FILE`` with dask-jobqueue).
+score them in a local run. The cluster comes from the pipeline's distributor, the one owner of cluster
+set-up that ``prepare`` uses too (``talkbench.pipelines.distributor.dask_client``: ``local[:N]`` worker
+processes started here, an existing scheduler's address, or ``slurm:FILE`` with dask-jobqueue).
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ def evaluate_on_cluster(task: TaskManifest, spec: str, scheduler: str, name: str
                         length_tolerance: int = 1, metric_names: list[str] | None = None,
                         videos_dir: str | Path | None = None, device: str | None = None, n_grids: int = 3,
                         parts_per_worker: int = 2, allow_code: bool = True) -> EvalResult:
-    """Score ``spec`` on ``task`` over the Dask cluster at ``scheduler``; same result as ``evaluate``."""
+    """Score ``spec`` on ``task`` over the Dask cluster ``scheduler`` (``local[:N]``, ``tcp://host:port`` or
+    ``slurm:FILE``); same result as ``evaluate``."""
     from talkbench.benchmark.submissions import load_submission
-    from talkbench.pipelines.runner import dask_client, n_workers
+    from talkbench.pipelines.distributor import dask_client, n_workers
 
     t0 = time.perf_counter()
     metrics, unavailable = select_metrics(task, metric_names, device)

@@ -34,7 +34,7 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
                     scheduler: str | None = None) -> list[tuple[EvalResult, str | None]]:
     """Score each submission on the task (ground truth processed once), log one MLflow run each.
 
-    ``scheduler``: a Dask scheduler address or ``slurm:FILE``; the clips of each submission are then
+    ``scheduler``: ``local[:N]``, a Dask scheduler address or ``slurm:FILE`` (the pipeline's distributor); the clips of each submission are then
     scored on the cluster (``benchmark/distributed.py``), with the same numbers as a local run.
 
     Duplicates are checked for every submission BEFORE any scoring, so a refused rerun costs nothing.

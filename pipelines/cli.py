@@ -22,7 +22,8 @@ def register(sub: Any, perf_sub: Any) -> None:
     p.add_argument("--input", required=True, help="corpus root folder")
     p.add_argument("--output", required=True, help="output folder or fsspec URL")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (tcp://host:port)")
+    p.add_argument("--scheduler", default=None, help="where to run: local[:N] worker processes (default), an existing Dask "
+                   "scheduler (tcp://host:port) or slurm:FILE (configs/slurm_example.yaml)")
     p.add_argument("--au-backend", choices=AU_BACKENDS.names(), default=None, help="AU estimator")
     p.add_argument("--config", default=None, help="pipeline YAML (default: configs/pipeline.yaml values)")
     p.add_argument("--dataset-config", default=None, help="dataset YAML (splits, speaker lists)")

@@ -1,11 +1,12 @@
 """Where Dask work runs (video2dataset's distributor): a tuned LocalCluster, an existing scheduler, or SLURM.
 
-``talkbench prepare`` runs one task per clip on whatever :func:`dask_client` gives it; the benchmark can run
-on the same clusters. Three kinds, chosen by ``scheduler``:
+The one owner of cluster set-up: ``talkbench prepare`` runs one task per clip on whatever
+:func:`dask_client` gives it, and ``bench run --scheduler`` scores clips on the same clusters. Three kinds,
+chosen by ``scheduler``:
 
-- ``None``: a LocalCluster of single-threaded worker processes (one per CPU unless told), with Dask's
-  diagnostics slowed down for second-long tasks (:data:`LOCAL_CLUSTER_CONFIG`) and optionally one CPU
-  per worker (``pin_workers``);
+- ``None``, ``local`` or ``local:N``: a LocalCluster of single-threaded worker processes (N, else
+  ``workers``, else one per CPU), with Dask's diagnostics slowed down for second-long tasks
+  (:data:`LOCAL_CLUSTER_CONFIG`) and optionally one CPU per worker (``pin_workers``);
 - ``tcp://host:port``: an existing scheduler (its workers must reach the inputs and outputs);
 - ``slurm:PATH.yaml``: a dask-jobqueue SLURMCluster from a YAML like ``configs/slurm_example.yaml``.
 
@@ -97,7 +98,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
                 memory_limit: str = "auto", pin_workers: bool = False,
                 teardown: Callable[[], Any] | None = None) -> Iterator[Any]:
     """A Dask client: on an existing scheduler (``tcp://host:port``), on a SLURM cluster
-    (``slurm:JOBQUEUE.yaml``), or on a fresh LocalCluster of ``workers`` processes (default: one per CPU).
+    (``slurm:JOBQUEUE.yaml``), or on a fresh LocalCluster of ``workers`` processes (``scheduler`` None,
+    ``local`` or ``local:N``; default: one per CPU).
 
     ``pin_workers``: LocalCluster worker i runs on the i-th usable CPU (see :func:`pin_to_cpu`),
     when workers are single-threaded and there are at least as many CPUs as workers. ``teardown`` runs on
@@ -107,6 +109,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
 
     if not log.isEnabledFor(logging.DEBUG):  # Dask's INFO lines would bury the progress bar
         logging.getLogger("distributed").setLevel(logging.WARNING)
+    workers, scheduler = local_workers(scheduler, workers)
     if scheduler and scheduler.startswith("slurm:"):
         cluster = slurm_cluster(scheduler.removeprefix("slurm:"))
         try:
@@ -146,6 +149,17 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, thread
                     client.run(teardown)
             client.close()
             cluster.close()
+
+
+def local_workers(scheduler: str | None, workers: int | None = None) -> tuple[int | None, str | None]:
+    """``local`` / ``local:N`` -> (N or ``workers``, None: a LocalCluster); any other target unchanged."""
+    if scheduler is None or not (scheduler == "local" or scheduler.startswith("local:")):
+        return workers, scheduler
+    n = scheduler.removeprefix("local").removeprefix(":")
+    if n and not (n.isdigit() and int(n) > 0):
+        raise ConfigError(f"scheduler {scheduler!r}: expected local, local:N (N >= 1 workers), tcp://host:port "
+                          "or slurm:FILE")
+    return (int(n) if n else workers), None
 
 
 def slurm_cluster(path: str, scale: bool = True) -> Any:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from talkbench.pipelines.distributor import dask_client, n_workers
+import pytest
+
+from talkbench.errors import ConfigError
+from talkbench.pipelines.distributor import dask_client, local_workers, n_workers
 
 
 def _worker_env() -> tuple[str | None, int]:
@@ -36,3 +39,12 @@ def test_existing_scheduler_is_joined_not_owned():
             assert omp == "1"  # the plugin reached a worker we did not start
         with Client(cluster) as other:  # leaving dask_client closed only its client, not the cluster
             assert other.submit(len, "abc").result() == 3
+
+
+def test_local_target_names_a_local_cluster_of_n_workers():
+    assert local_workers("local:3", 1) == (3, None) and local_workers("local", 2) == (2, None)
+    assert local_workers("tcp://h:8786", 2) == (2, "tcp://h:8786") and local_workers(None) == (None, None)
+    with pytest.raises(ConfigError, match="local:N"):
+        local_workers("local:zero")
+    with dask_client(scheduler="local:1") as client:  # what `bench run --scheduler local:1` gets
+        assert n_workers(client) == 1 and client.submit(sum, [1, 2]).result() == 3
