@@ -79,6 +79,31 @@ class Entry:
 
 
 @dataclass
+class AblationVariant:
+    """One ablation variant: its leaderboard name, the variant's name and what it changes."""
+
+    name: str
+    variant: str
+    description: str = ""
+
+
+@dataclass
+class AblationSet:
+    """A scored recipe step (the full model, by leaderboard name) and the variants that replace it."""
+
+    step: str
+    full: str
+    variants: list[AblationVariant] = field(default_factory=list)
+
+
+def ablation_sets(full: dict[str, str], variants: dict[str, tuple[str, str, str]]) -> list[AblationSet]:
+    """``full``: step -> the full model's leaderboard name; ``variants``: leaderboard name -> (step, variant,
+    description) (what ``recipe run --ablations`` knows) -> one set per step, variants in the given order."""
+    return [AblationSet(step, name, [AblationVariant(v, var, desc) for v, (s, var, desc) in variants.items()
+                                     if s == step]) for step, name in full.items()]
+
+
+@dataclass
 class Board:
     task: str  # name@version
     primary: str
@@ -90,6 +115,9 @@ class Board:
     skipped: list[str] = field(default_factory=list)  # runs without a readable record, with the reason
     ranks: dict[str, bool] = field(default_factory=dict)  # key -> may it order the board
     flags: list[str] = field(default_factory=list)  # integrity flags recorded by the runs
+    ablations: list[AblationSet] = field(default_factory=list)  # a recipe's ablation variants (HTML section)
+    #: submission name -> "0/N (first error)": scored with no usable clip, so never a row (ablations show them)
+    unscored: dict[str, str] = field(default_factory=dict)
 
     @property
     def reference(self) -> Entry | None:
@@ -104,6 +132,10 @@ class Board:
         """entry's value minus the reference row's (NaN without a reference)."""
         ref = self.reference
         return entry.value(key)[0] - ref.value(key)[0] if ref is not None else math.nan
+
+    def entry(self, submission: str) -> Entry | None:
+        """The row of a submission (by its leaderboard name), if it has one."""
+        return next((e for e in self.entries if e.submission == submission), None)
 
     def reasons(self) -> dict[str, str]:
         """Metric name -> why it is unavailable (first run that says so)."""

@@ -503,6 +503,11 @@ def test_leaderboard_orders_by_primary_metric(bench_env, builtin_results, tmp_pa
     assert "builtin:ground-truth" not in first and "(Δ +" in first  # values relative to the reference
     for name in builtin_results["builtin:ground-truth"][0].unavailable:
         assert f"`{name}`: " in text  # unavailable metrics listed with their reason
+    rel_html = tmp_path / "lb.html"  # --relative in HTML too: each competitor's cell shows its Δ to the reference
+    assert main(["bench", "leaderboard", "--task", "grid3", "--format", "html", "--out", str(rel_html), "--relative"]) == 0
+    main_table = rel_html.read_text().split('<table id="main"')[1].split("</table>")[0]
+    for row in main_table.split("<tr")[3:]:  # the two head rows, then the body rows
+        assert ('class="delta' in row) == ('class="ref"' not in row)
     out_csv = tmp_path / "lb.csv"
     assert main(["bench", "leaderboard", "--task", "grid3", "--format", "csv", "--out", str(out_csv)]) == 0
     rows = list(csv.DictReader(out_csv.read_text().splitlines()))

@@ -105,6 +105,15 @@ def test_recipe_run_with_ablations_writes_the_ablation_leaderboard(shards, tmp_p
     assert "builtin:ground-truth" in main_board
     assert ("au_rgan-no_discriminator (tiny)" in main_board) == (not any(
         u.startswith("no_discriminator") for u in unscored))
+    # the HTML board has the ablation section: the full model, then each variant (unscored ones with the reason)
+    page = (tmp_path / "reports" / "leaderboards" / "au_rgan-tiny.html").read_text()
+    section = page.split('<h2 id="ablations">')[1].split("</table>")[0]
+    assert [m for m in re.findall(r'data-name="([^"]+)"', section)] == [
+        "au_rgan (tiny)", "au_rgan-no_audio_to_au (tiny)", "au_rgan-no_au_classifier_loss (tiny)",
+        "au_rgan-no_discriminator (tiny)"]
+    for row, c in zip(rows, clips_ok, strict=True):
+        if c.startswith("0/1 ("):
+            assert f'<td class="unscored">{c}</td>' in section, row
     # a second run skips every trained step and every scored submission (unscored ones are tried again)
     assert main(args) == 0
     again = capsys.readouterr().out

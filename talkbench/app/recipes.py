@@ -9,7 +9,7 @@ scores every scored step and variant, plus the recipe's built-in references, on 
 shards' test split (or an existing ``--task``), and writes the leaderboard and, with ``--ablations``,
 an ablation table.
 
-Every action calls the library (``train``, ``build_task``, ``run_submissions``, ``write_leaderboard``)
+Every action calls the library (``train``, ``build_task``, ``run_submissions``, ``render_board``)
 and prints the equivalent ``talkbench`` command, so a user can replay any step by hand.
 
 Step kinds other than ``train`` are registered in ``STEP_KINDS`` (``"module:attr"``, lazily), with the
@@ -19,7 +19,6 @@ signature ``fn(step: StepPlan, ctx: RecipeContext) -> Path`` (the step's checkpo
 from __future__ import annotations
 
 import json
-import math
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -343,45 +342,12 @@ def ablation_table(board: Any, full: dict[str, str], variants: dict[str, tuple[s
     ``board``: the task's leaderboard data (``benchmark.board.load_board``); ``full``: step -> leaderboard
     name; ``variants``: leaderboard name -> (step, variant, description); ``unscored``: leaderboard name
     -> "0/N (first error)" for submissions with no usable clip (not on the board, shown as such here).
+    Rendering is the leaderboard's (``benchmark.leaderboard.ablation_markdown``; the HTML board shows the same).
     """
-    unscored = unscored or {}
-    by_name = {e.submission: e for e in board.entries}
-    keys = board.keys
-    lines = [f"# Ablations on {board.task}", "",
-             "Each variant retrains one component's model with a change; Δ is against the full model "
-             f"(arrows: which way is better). Primary metric: {board.primary}.", "",
-             "| variant | clips ok | " + " | ".join(
-                 f"{k} {'↑' if board.directions.get(k) == 'higher' else '↓'}" for k in keys) + " |",
-             "|---|---|" + "---|" * len(keys)]
-    for step, fname in full.items():
-        base = by_name.get(fname)
-        if base is None and fname not in unscored:
-            continue
-        not_scored = " | ".join("—" for _ in keys)
-        if base is None:
-            lines.append(f"| **{fname}** (full) | {unscored[fname]} | {not_scored} |")
-        else:
-            lines.append(f"| **{fname}** (full) | {base.n_ok}/{base.n_clips} | "
-                         + " | ".join(_fmt(base.value(k)[0]) for k in keys) + " |")
-        for vname, (vstep, variant, desc) in variants.items():
-            e = by_name.get(vname)
-            if vstep != step:
-                continue
-            if e is None:
-                if vname in unscored:
-                    lines.append(f"| {variant}: {desc} | {unscored[vname]} | {not_scored} |")
-                continue
-            cells = []
-            for k in keys:
-                v = e.value(k)[0]
-                b = base.value(k)[0] if base is not None else math.nan
-                cells.append(_fmt(v) + ("" if math.isnan(v) or math.isnan(b) else f" (Δ {v - b:+.3g})"))
-            lines.append(f"| {variant}: {desc} | {e.n_ok}/{e.n_clips} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    from talkbench.benchmark.board import ablation_sets
+    from talkbench.benchmark.leaderboard import ablation_markdown
 
-
-def _fmt(v: float) -> str:
-    return "—" if math.isnan(v) else f"{v:.4g}"
+    return ablation_markdown(board, ablation_sets(full, variants), unscored or {})
 
 
 @dataclass
@@ -399,7 +365,8 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
                ) -> RecipeResult:
     """Train the chain, score the results, write the leaderboard (and the ablation table)."""
     from talkbench.benchmark import runs as bench_runs
-    from talkbench.benchmark.leaderboard import write_leaderboard
+    from talkbench.benchmark.board import ablation_sets, load_board
+    from talkbench.benchmark.leaderboard import ablation_markdown, render_board
     from talkbench.benchmark.tasks import load_task
     from talkbench.shards import ShardReader
 
@@ -417,20 +384,22 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
     names = score(ctx, plans, the_task, tdir, metrics)
     bench_runs.use_tracking(None)
     boards: dict[str, Path] = {}
+    board = load_board(the_task.name, thumbnails=True)
+    if ablations and recipe.ablations:  # the HTML board gets an ablation section, the Markdown its own file
+        board.ablations = ablation_sets({p.name: names[p.name] for p in plans if p.score and p.variant is None},
+                                        {names[p.name]: (p.base, p.variant, recipe.ablations[p.variant].description)
+                                         for p in plans if p.variant})
+        board.unscored = dict(ctx.unscored)
     for fmt in ("md", "html"):
         out_path = Path(leaderboard_dir) / f"{the_task.name}.{fmt}"
-        echo(f"\n$ {command(['bench', 'leaderboard', '--task', the_task.name, '--format', fmt, '--out', str(out_path)])}")
-        boards[fmt] = write_leaderboard(the_task.name, fmt, out_path)[0]
-    if ablations and recipe.ablations:
-        full = {p.name: names[p.name] for p in plans if p.score and p.variant is None}
-        variants = {names[p.name]: (p.base, p.variant, recipe.ablations[p.variant].description)
-                    for p in plans if p.variant}
-        from talkbench.benchmark.board import load_board
+        echo(f"\n$ {command(['bench', 'leaderboard', '--task', the_task.name, '--format', fmt, '--out', str(out_path)])}"
+             + ("  # + the ablation section" if fmt == "html" and board.ablations else ""))
+        boards[fmt] = render_board(board, fmt, out_path)
+    if board.ablations:
         from talkbench.io import atomic_write
 
         boards["ablations"] = atomic_write(Path(leaderboard_dir) / f"{the_task.name}-ablations.md",
-                                           ablation_table(load_board(the_task.name), full, variants,
-                                                                          ctx.unscored))
+                                           ablation_markdown(board))
     return RecipeResult(task=the_task.ref, checkpoints=dict(ctx.checkpoints), leaderboards=boards)
 
 
