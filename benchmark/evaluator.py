@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from talkbench.benchmark.artifacts import VideoKeeper, face_grid
 from talkbench.benchmark.geometry import in_reference_geometry
@@ -33,6 +32,7 @@ from talkbench.benchmark.records import AggregateRecord, MetricRecord, RunRecord
 from talkbench.benchmark.submissions import ClipOutput, ItemInputs, Submission
 from talkbench.benchmark.tasks import TaskItem, TaskManifest, iter_items
 from talkbench.errors import ClipError, TalkbenchError
+from talkbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def score_clips(task: TaskManifest, submission: Submission, metrics: dict[str, M
     rows: list[dict[str, Any]] = []
     metric_errors: list[dict[str, str]] = []
     grids: dict[str, np.ndarray] = {}
-    bar = tqdm(total=len(task.clips), desc=f"scoring {submission.name}", unit="clip")
+    bar = Progress(f"scoring {submission.name}", total=len(task.clips), unit="clip")
     try:
         for out in submission.outputs(_inputs(task, pre)):
             row = _score_clip(out, task, pre, metrics, metric_errors, keep)

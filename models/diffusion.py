@@ -100,9 +100,9 @@ class GaussianDiffusion:
         nxt = [*seq[1:], -1]
         it = zip(seq, nxt, strict=True)
         if progress:
-            from tqdm import tqdm
+            from talkbench.progress import track
 
-            it = tqdm(list(it), desc=f"DDIM {len(seq)} steps", unit="step", leave=False)
+            it = track(list(it), f"DDIM {len(seq)} steps", unit="step", leave=False)
         ac = self.alphas_cumprod
         for t, tp in it:
             tt = torch.full((shape[0],), t, device=x.device, dtype=torch.long)

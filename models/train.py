@@ -20,11 +20,11 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 from pydantic import Field, create_model
-from tqdm import tqdm
 
 from talkbench.config import StrictModel, build, config_hash, read_yaml
 from talkbench.errors import ConfigError, TalkbenchError
 from talkbench.models.data import DataConfig, ShardIndex, make_dataset, make_loader
+from talkbench.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -346,8 +346,8 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     model.train()
     t0, n_samples = time.perf_counter(), 0
     budget = f" (stops after {tc.max_minutes:g} min)" if tc.max_minutes else ""
-    bar = tqdm(total=None if tc.max_minutes else tc.steps, initial=start_step, desc=f"train {model_name}{budget}",
-               unit="step", disable=rank != 0)
+    bar = Progress(f"train {model_name}{budget}", total=None if tc.max_minutes else tc.steps, unit="step",
+                   initial=start_step, enabled=rank == 0)
     for step in range(start_step, tc.steps):
         bar.update(1)
         batch = _to_device(next(batches), device)

@@ -40,6 +40,7 @@ from talkbench.pipelines.core import ClipRecord
 from talkbench.pipelines.datasets.base import DatasetConfig
 from talkbench.pipelines.datasets.splits import SplitConfig
 from talkbench.pipelines.distributor import dask_client, n_workers
+from talkbench.progress import Progress
 from talkbench.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,6 @@ def _run(client: Any, todo: list[ClipRecord], cfg: PipelineConfig, store: Any, r
          run_started: float, summary: PrepareSummary, progress: bool) -> None:
     """Submit clips (bounded), group finished ones into shard-writing tasks, collect the records."""
     from distributed import as_completed
-    from tqdm import tqdm
 
     from talkbench.pipelines.execute import failed_result, last_line, process_clip
     from talkbench.pipelines.shards import write_shard
@@ -196,7 +196,7 @@ def _run(client: Any, todo: list[ClipRecord], cfg: PipelineConfig, store: Any, r
     seq = 0
     shard_keys: set[str] = set()
     ac = as_completed()
-    bar = tqdm(total=len(todo), unit="clip", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = Progress("prepare", total=len(todo), unit="clip", enabled=progress)
 
     def submit_next() -> bool:
         nonlocal in_flight
@@ -232,7 +232,7 @@ def _run(client: Any, todo: list[ClipRecord], cfg: PipelineConfig, store: Any, r
                 summary.frames += rec["n_frames"]
                 for c in rec["clips"]:
                     summary.processed[(c["status"], c["error_kind"] if c["status"] != "ok" else None)] += 1
-                bar.set_postfix(shards=summary.shards, frames=summary.frames, refresh=False)
+                bar.set_postfix(shards=summary.shards, frames=summary.frames)
                 continue
             in_flight -= 1
             record = by_key.pop(fut.key)

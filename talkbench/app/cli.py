@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"talkbench {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="-v: show third-party warnings and chatter (filtered by default); -vv: debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress display (off a terminal it is one line per finished step anyway)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     perf = sub.add_parser("perf", help="benchmark a hot path against a naive baseline; JSON to reports/perf/")
     perf_sub = perf.add_subparsers(dest="perf_command", metavar="WHAT", required=True)
@@ -79,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose > 1 else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from talkbench import progress
     from talkbench.quiet import quiet_output
 
+    progress.configure(quiet=args.quiet, tty=_stderr_is_terminal())  # before stderr goes through the filter
     try:
         with quiet_output(args.verbose):
             rc = args.handler(args)
@@ -99,6 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"talkbench: error: {line}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _one_line_error(e: Exception) -> str | None:

@@ -143,6 +143,15 @@ class RecipeContext:
     echo: Callable[[str], None] = print
     # leaderboard name -> "0/N clips (first error)": scored but nothing usable, so never logged or ranked
     unscored: dict[str, str] = field(default_factory=dict)
+    n_steps: int = 0  # training steps + scoring + leaderboard, for the "[i/n]" step lines
+    step_no: int = 0
+
+    def announce(self, what: str) -> None:
+        """The recipe's step line, in the one progress format (``talkbench.progress.step_line``)."""
+        from talkbench.progress import step_line
+
+        self.step_no += 1
+        self.echo(f"\n{step_line(self.step_no, max(self.n_steps, self.step_no), what)}")
 
 
 def _gpu() -> bool:
@@ -228,8 +237,9 @@ def run_steps(plans: list[StepPlan], ctx: RecipeContext) -> None:
         marker = _marker(ctx.work, step.name)
         if marker.is_file():
             ctx.checkpoints[step.name] = Path(json.loads(marker.read_text())["checkpoint"])
-            ctx.echo(f"\n[skip] {step.name} already trained: {ctx.checkpoints[step.name]}")
+            ctx.announce(f"[skip] {step.name} already trained: {ctx.checkpoints[step.name]}")
             continue
+        ctx.announce(f"{step.kind} {step.name}" + (f" (ablation {step.variant} of {step.base})" if step.variant else ""))
         needs = [f"{key}={ctx.checkpoints[dep]}" for key, dep in _needs(ctx.recipe, step.base).items()
                  if _has_key(step.model, key)]  # a variant training another model takes what it has
         step.overrides = [*needs, *step.overrides]
@@ -378,10 +388,14 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
     tdir = Path(tasks_dir) if tasks_dir else None
     ctx = RecipeContext(recipe, shards, work, label or preset, echo=echo)
     plans = plan_steps(recipe, preset, ablations, _gpu(), train_minutes, overrides)
+    ctx.n_steps = len(plans) + 2  # + scoring + leaderboard
     run_steps(plans, ctx)
 
     the_task = load_task(task, tdir) if task else make_task(ctx, task_name or f"{recipe.name}-{preset}", tdir)
+    ctx.announce(f"score {sum(p.score for p in plans)} model(s) and {len(recipe.scoring.builtins)} reference(s) "
+                 f"on {the_task.ref}")
     names = score(ctx, plans, the_task, tdir, metrics)
+    ctx.announce("leaderboard" + (" and ablation section" if ablations and recipe.ablations else ""))
     bench_runs.use_tracking(None)
     boards: dict[str, Path] = {}
     board = load_board(the_task.name, thumbnails=True)
