@@ -226,6 +226,26 @@ def train_step(step: StepPlan, ctx: RecipeContext) -> Path:
     return Path(ckpt)
 
 
+def _check_train_step(step: StepPlan) -> None:
+    """The step's run config resolves (class defaults, shipped YAML, every preset/ablation override)."""
+    from talkbench.models.train import load_run_config
+
+    load_run_config(step.model, None, step.overrides)
+
+
+train_step.check = _check_train_step  # type: ignore[attr-defined]
+
+
+def check_plans(plans: list[StepPlan]) -> None:
+    """Resolve every planned step's config before anything trains, so a typo in a preset or an ablation
+    is a one-line error now, not after the steps before it have trained. A step kind checks its steps
+    when its function has a ``check(step)`` attribute (the ``train`` kind does)."""
+    for step in plans:
+        check = getattr(STEP_KINDS.get(step.kind), "check", None)
+        if check is not None:
+            check(step)
+
+
 #: step kind -> fn(StepPlan, RecipeContext) -> Path. Seeds add theirs with one lazy line each.
 STEP_KINDS: Registry[Callable[[StepPlan, RecipeContext], Path]] = Registry("recipe step kind")
 STEP_KINDS.register("train", lazy="talkbench.app.recipes:train_step")
@@ -388,6 +408,7 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
     tdir = Path(tasks_dir) if tasks_dir else None
     ctx = RecipeContext(recipe, shards, work, label or preset, echo=echo)
     plans = plan_steps(recipe, preset, ablations, _gpu(), train_minutes, overrides)
+    check_plans(plans)
     ctx.n_steps = len(plans) + 2  # + scoring + leaderboard
     run_steps(plans, ctx)
 
