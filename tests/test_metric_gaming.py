@@ -73,7 +73,8 @@ def test_sync_peak_no_longer_ranks_and_undefined_clips_are_counted() -> None:
 
 
 def test_a_frozen_mouth_or_head_scores_zero_correlation_instead_of_being_dropped() -> None:
-    from talkbench.benchmark.metrics.au import agreement_r, au_agreement
+    from talkbench.benchmark.metrics.au import au_agreement
+    from talkbench.benchmark.metrics.common import agreement_r
     from talkbench.benchmark.metrics.pose import head_pose_similarity
 
     real = np.array([0.0, 1.0, 3.0, 1.0])

@@ -12,9 +12,10 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from talkbench.benchmark.metrics import METRICS, AlignedVideo, ClipPair
-from talkbench.benchmark.metrics.au import au_agreement, occurrence_f1, pearson
+from talkbench.benchmark.metrics.au import au_agreement, occurrence_f1
 from talkbench.benchmark.metrics.avsync import best_offset, xcorr_curve
 from talkbench.benchmark.metrics.bootstrap import bootstrap_ci
+from talkbench.benchmark.metrics.common import pearson
 from talkbench.benchmark.metrics.cpbd import (
     cpbd_frames,
     cpbd_frames_naive,

@@ -7,32 +7,10 @@ import math
 import numpy as np
 
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
-from talkbench.benchmark.metrics.common import paired_mask, reference_of
+from talkbench.benchmark.metrics.common import agreement_r, paired_mask, reference_of
 from talkbench.schema import SPEECH_AUS
 
 OCCURRENCE_THRESHOLD = 1.0  # intensity >= 1 on the 0-5 scale counts as present (OpenFace-like)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r; NaN when either side is constant (undefined, not zero)."""
-    a = np.asarray(a, np.float64) - np.mean(a)
-    b = np.asarray(b, np.float64) - np.mean(b)
-    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else math.nan
-
-
-def agreement_r(pred: np.ndarray, true: np.ndarray) -> float:
-    """Pearson r of a prediction against the truth, with the no-silent-drop rule of every agreement metric.
-
-    A constant prediction against a varying truth follows nothing: r = 0 (not NaN, so a frozen mouth or
-    head is penalised, never dropped). Only a constant truth leaves r undefined (NaN), and callers count
-    those cases beside the mean.
-    """
-    t = np.asarray(true, np.float64)
-    if len(t) < 2 or np.ptp(t) == 0:
-        return math.nan
-    p = np.asarray(pred, np.float64)
-    return 0.0 if np.ptp(p) == 0 else pearson(p, t)
 
 
 def occurrence_f1(pred: np.ndarray, true: np.ndarray, threshold: float = OCCURRENCE_THRESHOLD) -> float:

@@ -1,7 +1,9 @@
-"""Helpers every metric module shares: device choice, frame chunks, pairing the two sides of a clip."""
+"""Helpers every metric module shares: device choice, frame chunks, pairing the two sides of a clip, and
+the correlation every agreement metric (AUs, head pose) uses."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,3 +48,25 @@ def paired_mask(gen: AlignedVideo, ref: AlignedVideo) -> np.ndarray:
 def to_gray(frames: np.ndarray) -> np.ndarray:
     """(..., 3) uint8 RGB -> float64 luma on 0-255 with the ITU-R BT.601 weights (MATLAB rgb2gray)."""
     return frames[..., :3].astype(np.float64) @ np.array([0.2989, 0.5870, 0.1140])
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; NaN when either side is constant (undefined, not zero)."""
+    a = np.asarray(a, np.float64) - np.mean(a)
+    b = np.asarray(b, np.float64) - np.mean(b)
+    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else math.nan
+
+
+def agreement_r(pred: np.ndarray, true: np.ndarray) -> float:
+    """Pearson r of a prediction against the truth, with the no-silent-drop rule of every agreement metric.
+
+    A constant prediction against a varying truth follows nothing: r = 0 (not NaN, so a frozen mouth or
+    head is penalised, never dropped). Only a constant truth leaves r undefined (NaN), and callers count
+    those cases beside the mean.
+    """
+    t = np.asarray(true, np.float64)
+    if len(t) < 2 or np.ptp(t) == 0:
+        return math.nan
+    p = np.asarray(pred, np.float64)
+    return 0.0 if np.ptp(p) == 0 else pearson(p, t)

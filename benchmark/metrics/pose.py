@@ -13,9 +13,8 @@ import math
 
 import numpy as np
 
-from talkbench.benchmark.metrics.au import agreement_r, pearson
 from talkbench.benchmark.metrics.base import ClipPair, Metric, register_metric
-from talkbench.benchmark.metrics.common import paired_mask, reference_of
+from talkbench.benchmark.metrics.common import agreement_r, paired_mask, pearson, reference_of
 
 HS_SCALE_DEG = 90.0
 
