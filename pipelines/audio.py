@@ -42,25 +42,25 @@ class AudioFeaturesConfig(StrictModel):
     preemphasis: float = Field(0.97, ge=0.0, lt=1.0, description="y[n] - a y[n-1]; 0 disables")
     win_ms: float = Field(25.0, gt=0, description="analysis window length")
     hop_ms: float = Field(10.0, gt=0, description="hop; 4 hops must make one video frame")
-    n_fft: int = Field(512, ge=16)
+    n_fft: int = Field(512, ge=16, description="FFT size of the MFCC")
     window: str = Field("hamming", description="scipy.signal window name, symmetric")
     n_filters: int = Field(13, ge=1, description="mel filters")
-    fmin: float = Field(300.0, ge=0)
-    fmax: float = Field(3700.0, gt=0)
+    fmin: float = Field(300.0, ge=0, description="lowest MFCC filter edge in Hz")
+    fmax: float = Field(3700.0, gt=0, description="highest MFCC filter edge in Hz")
     filterbank: Literal["continuous", "fft_bins"] = Field(
         "continuous", description="triangle edges exact (librosa) or on FFT bins (python_speech_features)"
     )
     n_ceps: int = Field(13, ge=2, description="DCT coefficients kept, c0 included")
     lifter: float = Field(22.0, ge=0, description="HTK sinusoidal lifter; 0 disables")
-    drop_c0: bool = True
+    drop_c0: bool = Field(True, description="drop the energy coefficient c0 (GUIDE: 12 coefficients remain)")
     log_floor: float = Field(1e-10, gt=0, description="power floor before the log")
     # log-mel
-    logmel_bins: int = Field(MEL_BINS, ge=1)
-    logmel_window: str = "hann"
-    logmel_fmin: float = Field(0.0, ge=0)
+    logmel_bins: int = Field(MEL_BINS, ge=1, description="log-mel bins")
+    logmel_window: str = Field("hann", description="log-mel STFT window")
+    logmel_fmin: float = Field(0.0, ge=0, description="log-mel lowest frequency in Hz")
     logmel_fmax: float | None = Field(None, gt=0, description="None: sample_rate / 2")
-    logmel_norm: Literal["slaney"] | None = "slaney"
-    logmel_floor: float = Field(1e-10, gt=0)
+    logmel_norm: Literal["slaney"] | None = Field("slaney", description="mel filter normalisation (librosa)")
+    logmel_floor: float = Field(1e-10, gt=0, description="power floor before the log of the log-mel")
 
 
 def _stft_power(y: np.ndarray, sr: int, cfg: AudioFeaturesConfig, window: str, center: bool) -> np.ndarray:

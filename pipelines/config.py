@@ -31,7 +31,8 @@ class ExecutionConfig(StrictModel):
 
 
 class _Stages(StrictModel):
-    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
+    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES), description="stages in order; the "
+                              "first must be decode. Columns of stages left out are written as nulls")
 
 
 #: one section per registered stage, named after it and typed by its settings class, in the default order
@@ -68,44 +69,15 @@ class PipelineConfig(_StageSections):
 
 
 # -- configs/pipeline.yaml --------------------------------------------------------------------------
-#: comments for fields whose pydantic ``Field`` has no ``description`` (the YAML documents every field)
-FIELD_NOTES: dict[str, str] = {
-    "stages": "stages in order; the first must be decode. Columns of stages left out are written as nulls",
-    "landmarks.max_faces": "faces MediaPipe tracks at most; the main face is chosen among them",
-    "landmarks.min_detection_confidence": "MediaPipe face-detection threshold",
-    "landmarks.min_tracking_confidence": "MediaPipe tracking threshold (below it, detect again)",
-    "align.crop_size": "aligned face crop side in pixels",
-    "align.template_eye_y": "eye height in the template, as a fraction of the crop",
-    "align.template_eye_distance": "inter-ocular distance in the template, as a fraction of the crop",
-    "align.template_nose_y": "nose-tip height in the template, as a fraction of the crop",
-    "au.backend": "AU estimator: geometric (landmark model, no binary) or openface (FeatureExtraction)",
-    "audio_features.n_fft": "FFT size of the MFCC",
-    "audio_features.fmin": "lowest MFCC filter edge in Hz",
-    "audio_features.fmax": "highest MFCC filter edge in Hz",
-    "audio_features.drop_c0": "drop the energy coefficient c0 (GUIDE: 12 coefficients remain)",
-    "audio_features.logmel_bins": "log-mel bins",
-    "audio_features.logmel_window": "log-mel STFT window",
-    "audio_features.logmel_fmin": "log-mel lowest frequency in Hz",
-    "audio_features.logmel_norm": "mel filter normalisation (librosa)",
-    "audio_features.logmel_floor": "power floor before the log of the log-mel",
-    "encode.image_format": "face/mouth crop encoding: jpeg (small) or png (lossless)",
-    "encode.jpeg_quality": "JPEG quality 1-100",
-    "encode.png_compression": "PNG zlib level 0-9 (speed vs size)",
-}
-
-
-def _field_doc(path: str, field: Any) -> str | None:
-    return field.description or FIELD_NOTES.get(path)
-
-
 def undocumented_fields() -> list[str]:
-    """Dotted names of fields with neither a description nor a note (a test keeps this empty)."""
+    """Dotted names of fields without a ``Field(description=...)``, the comment configs/pipeline.yaml
+    shows beside them (a test keeps this empty)."""
     missing = []
     for name, field in PipelineConfig.model_fields.items():
         section = field.default_factory() if field.default_factory else None
         if isinstance(section, BaseModel):
-            missing += [f"{name}.{k}" for k, f in type(section).model_fields.items() if not _field_doc(f"{name}.{k}", f)]
-        elif not _field_doc(name, field):
+            missing += [f"{name}.{k}" for k, f in type(section).model_fields.items() if not f.description]
+        elif not field.description:
             missing.append(name)
     return missing
 
@@ -146,13 +118,13 @@ def render_yaml() -> str:
     for name, field in PipelineConfig.model_fields.items():
         value = getattr(cfg, name)
         if not isinstance(value, BaseModel):
-            out += [f"# {_field_doc(name, field)}", f"{name}: {_yaml_value(value)}", ""]
+            out += [f"# {field.description}", f"{name}: {_yaml_value(value)}", ""]
             continue
         out += [f"# {line}" for line in _section_doc(value, name)]
         fields = type(value).model_fields
         out.append(f"{name}:" if fields else f"{name}: {{}}  # no settings")
         for key, f in fields.items():
-            note = _field_doc(f"{name}.{key}", f)
+            note = f.description
             if note:
                 out.append(f"  # {note}")
             out.append(f"  {key}: {_yaml_value(getattr(value, key))}")

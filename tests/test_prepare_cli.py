@@ -74,7 +74,7 @@ def test_missing_config_file(capsys, tmp_path, fixtures_dir):
 # -- configs/pipeline.yaml ------------------------------------------------------------------------
 def test_pipeline_yaml_is_the_documented_defaults():
     path = ROOT / "configs" / "pipeline.yaml"
-    assert undocumented_fields() == [], "give these fields a Field(description=...) or a FIELD_NOTES entry"
+    assert undocumented_fields() == [], "give these fields a Field(description=...)"
     assert path.read_text() == render_yaml(), (
         "configs/pipeline.yaml is stale: python -m talkbench.pipelines.config > configs/pipeline.yaml")
     assert PipelineConfig.model_validate(yaml.safe_load(path.read_text())) == PipelineConfig()

@@ -37,7 +37,8 @@ AU_BACKENDS.register("openface", lazy="talkbench.pipelines.au.openface:openface_
 class AUConfig(StrictModel):
     """AU intensities through a pluggable backend (``geometric`` or ``openface``)."""
 
-    backend: str = "geometric"  # validated against AU_BACKENDS below
+    backend: str = Field("geometric", description="AU estimator: geometric (landmark model, no binary) or openface "
+                         "(FeatureExtraction)")  # validated against AU_BACKENDS below
     calibration: str | None = Field(None, description="geometric: calibration JSON; default the shipped one")
     openface_bin: str | None = Field(None, description="openface: FeatureExtraction path; default from PATH")
     openface_args: list[str] = Field(

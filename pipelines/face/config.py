@@ -17,9 +17,11 @@ class LandmarksConfig(StrictModel):
 
     max_gap_frames: int = Field(5, ge=0, description="longest run of faceless frames to interpolate")
     detect_max_side: int = Field(640, ge=64, description="downscale frames whose long side is larger")
-    max_faces: int = Field(4, ge=1)
-    min_detection_confidence: float = Field(0.5, ge=0, le=1)
-    min_tracking_confidence: float = Field(0.5, ge=0, le=1)
+    max_faces: int = Field(4, ge=1,
+                           description="faces MediaPipe tracks at most; the main face is chosen among them")
+    min_detection_confidence: float = Field(0.5, ge=0, le=1, description="MediaPipe face-detection threshold")
+    min_tracking_confidence: float = Field(0.5, ge=0, le=1,
+        description="MediaPipe tracking threshold (below it, detect again)")
     detect_while_tracking: bool = Field(
         False, description="MediaPipe's stock gating: detect on every frame with fewer than max_faces "
                            "tracked (finds faces that enter later; ~1.6x slower on single-face clips)")
@@ -35,13 +37,16 @@ class AlignConfig(StrictModel):
     the three points fit without a systematic scale bias.
     """
 
-    crop_size: int = Field(128, ge=16)
+    crop_size: int = Field(128, ge=16, description="aligned face crop side in pixels")
     mouth_size: int = Field(64, ge=8, description="mouth crop width in pixels")
     mouth_height: int | None = Field(None, ge=8, description="mouth crop height; None = square")
     mouth_box: float = Field(0.5, gt=0, le=1.5, description="mouth box width as a fraction of the face crop")
-    template_eye_y: float = Field(0.36, gt=0, lt=1)
-    template_eye_distance: float = Field(0.25, gt=0, lt=1)
-    template_nose_y: float = Field(0.53, gt=0, lt=1)
+    template_eye_y: float = Field(0.36, gt=0, lt=1,
+                                  description="eye height in the template, as a fraction of the crop")
+    template_eye_distance: float = Field(0.25, gt=0, lt=1,
+        description="inter-ocular distance in the template, as a fraction of the crop")
+    template_nose_y: float = Field(0.53, gt=0, lt=1,
+                                   description="nose-tip height in the template, as a fraction of the crop")
     smoothing_sigma_s: float = Field(0.04, ge=0, description="Gaussian sigma over time of the anchor points")
     antialias: bool = Field(True, description="halve the source first where the crop shrinks a face below half size")
 

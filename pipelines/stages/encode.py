@@ -15,9 +15,10 @@ class EncodeConfig(StrictModel):
     """cv2.imencode rather than PIL: measured here on 128^2 crops, JPEG q95 6,650 vs 4,020 images/s
     and PNG (level 1) 730 vs 390 images/s, same bytes size; PIL decodes either."""
 
-    image_format: Literal["png", "jpeg"] = "jpeg"
-    jpeg_quality: int = Field(95, ge=1, le=100)
-    png_compression: int = Field(1, ge=0, le=9)
+    image_format: Literal["png", "jpeg"] = Field(
+        "jpeg", description="face/mouth crop encoding: jpeg (small) or png (lossless)")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality 1-100")
+    png_compression: int = Field(1, ge=0, le=9, description="PNG zlib level 0-9 (speed vs size)")
 
 
 def encode_images(images: np.ndarray, cfg: EncodeConfig) -> list[bytes]:
