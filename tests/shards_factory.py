@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from talkbench.models.registry import MODELS
 from talkbench.models.synthetic_shards import write_shards
 
-__all__ = ["grid_backed_shards", "tiny_overrides", "write_shards"]
+__all__ = ["first_batch", "grid_backed_shards", "tiny_config", "tiny_overrides", "write_shards"]
+
+
+def tiny_config(name: str, *extra: str) -> Any:
+    """The model's run config at its tiny size (its ModelSpec ``tiny`` overrides, then ``extra``)."""
+    from talkbench.models.train import load_run_config
+
+    return load_run_config(name, None, [*MODELS.get(name).tiny, *extra])
+
+
+def first_batch(cfg: Any, name: str, shards: Path, batch_size: int = 4) -> tuple[Any, Any]:
+    """(the model's objective, its first training batch from ``shards``), no loader workers."""
+    from talkbench.models.data import ShardIndex, make_dataset, make_loader
+
+    obj = MODELS.get(name).objective(cfg.model, cfg.loss, cfg.data)
+    ds = make_dataset(ShardIndex(shards), obj.data_spec(), cfg.data, split="train", train=True, batch_size=batch_size)
+    return obj, next(iter(make_loader(ds, batch_size, 0)))
 
 
 def grid_backed_shards(root: Path, **write_kwargs) -> Path:

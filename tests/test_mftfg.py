@@ -8,10 +8,10 @@ import socket
 import numpy as np
 import pytest
 import torch
-from shards_factory import grid_backed_shards, tiny_overrides, write_shards
+from shards_factory import first_batch, grid_backed_shards, tiny_overrides, write_shards
+from shards_factory import tiny_config as tiny
 
 from talkbench.errors import ConfigError
-from talkbench.models.data import ShardIndex, make_dataset, make_loader
 from talkbench.models.diffusion import DiffusionConfig, GaussianDiffusion
 from talkbench.models.registry import MODELS
 from talkbench.models.train import load_run_config
@@ -22,16 +22,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("shards"), n_frames=24)
-
-
-def tiny(name: str, *extra: str):
-    return load_run_config(name, None, [*MODELS.get(name).tiny, *extra])
-
-
-def first_batch(cfg, name, shards, batch_size=2):
-    obj = MODELS.get(name).objective(cfg.model, cfg.loss, cfg.data)
-    ds = make_dataset(ShardIndex(shards), obj.data_spec(), cfg.data, split="train", train=True, batch_size=batch_size)
-    return obj, next(iter(make_loader(ds, batch_size, 0)))
 
 
 def fake_inputs(b: int = 2, t: int = 3, s: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -231,7 +221,7 @@ def test_landmarks68_applies_the_crop_matrix():
 
 def test_loader_derives_lower_face_mask_masked_frame_and_25_hop_windows(shards):
     cfg = tiny("mftfg")
-    _, b = first_batch(cfg, "mftfg", shards)
+    _, b = first_batch(cfg, "mftfg", shards, batch_size=2)
     assert b["windows"].shape == (2, 4, 12, 25) and b["landmarks"].shape == (2, 4, 39, 2)
     lower, masked, face = b["lower"].float(), b["masked"], b["face"]
     assert lower.shape == (2, 4, 1, 32, 32) and 0.05 < lower.mean() < 0.5

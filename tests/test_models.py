@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from shards_factory import write_shards
+from shards_factory import first_batch, write_shards
+from shards_factory import tiny_config as tiny
 
 from talkbench.errors import ConfigError
-from talkbench.models.data import ShardIndex, make_dataset, make_loader
 from talkbench.models.registry import MODELS, trainable_names
 from talkbench.models.train import load_run_config
 
@@ -19,16 +19,6 @@ NAMES = trainable_names()  # every model the loop trains gets every generic test
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("shards"), n_frames=24)
-
-
-def tiny(name: str, *extra: str):
-    return load_run_config(name, None, [*MODELS.get(name).tiny, *extra])
-
-
-def first_batch(cfg, name, shards, batch_size=4):
-    obj = MODELS.get(name).objective(cfg.model, cfg.loss, cfg.data)
-    ds = make_dataset(ShardIndex(shards), obj.data_spec(), cfg.data, split="train", train=True, batch_size=batch_size)
-    return obj, next(iter(make_loader(ds, batch_size, 0)))
 
 
 @pytest.mark.parametrize("name", NAMES)
