@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from talkbench.app.demo import RECIPE as DEMO_RECIPE
+from talkbench.app.recipes import load_recipe
+
 pytestmark = pytest.mark.slow  # minutes: the whole job, twice
 
+#: the demo's training steps: those of the recipe it runs (not a second list of model names)
+STEPS = [step.name for step in load_recipe(DEMO_RECIPE).steps]
 DEMO_ARGS = ["demo", "--workdir", "work", "--speakers", "3", "--clips", "1", "--train-minutes", "0.05",
              "--workers", "1"]
 
@@ -41,7 +46,7 @@ def test_demo_runs_every_step_and_writes_the_leaderboard(demo_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     work = cwd / "work"
     assert (work / "shards" / "clips.parquet").is_file() and (work / "shards" / "manifest.json").is_file()
-    for model in ("au_classifier", "audio_to_au", "au_rgan"):
+    for model in STEPS:
         assert (work / "_done" / f"train-{model}.json").is_file(), model
     board = (cwd / "reports" / "leaderboards" / "demo.md").read_text()
     rows = [line for line in board.splitlines() if line.startswith(("| ref |", "| 1 |", "| 2 |", "| 3 |"))]
@@ -65,8 +70,8 @@ def test_demo_rerun_skips_finished_steps(demo_dir):
     again = _talkbench(cwd, *DEMO_ARGS)
     assert again.returncode == 0, again.stderr[-3000:]
     out = again.stdout
-    assert "(3 already done)" in out, out[-3000:]
-    for model in ("au_classifier", "audio_to_au", "au_rgan"):
+    assert "(3 already done)" in out, out[-3000:]  # the 3 prepared clips
+    for model in STEPS:
         assert f"[skip] {model} already trained" in out
     assert out.count("already scored on task demo") == 4 - _unscored(first.stdout)
     assert sorted(p.name for p in (cwd / "work" / "runs").rglob("step_*")) == ckpts
