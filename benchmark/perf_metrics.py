@@ -146,9 +146,9 @@ def _networks(frames: np.ndarray, other: np.ndarray, devices: list[str], out: di
     import torch.nn.functional as F
 
     from talkbench.benchmark import syncnet as sn
-    from talkbench.benchmark.metrics.arcface import IResNet
     from talkbench.benchmark.metrics.identity import _prep, cosine_to_reference
     from talkbench.benchmark.metrics.lpips_alex import LPIPSAlex, lpips_frames
+    from talkbench.models.arcface import IResNet
 
     torch.manual_seed(0)
     n = len(frames)

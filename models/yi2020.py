@@ -21,6 +21,7 @@ held: expression only from audio), ``no_personalisation`` (no fine-tuning).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -81,6 +82,10 @@ class Yi2020Config(StrictModel):
     gan: MemoryGANConfig = Field(default_factory=MemoryGANConfig)
     gan_loss: MemoryGANLossConfig = Field(default_factory=MemoryGANLossConfig)
     speaker_dim_base: int = Field(32, ge=1)
+    identity: Literal["auto", "arcface", "speaker"] = Field(
+        "auto", description="the AdaIN identity feature: ArcFace (arcface-iresnet50 from the weights store), a "
+        "speaker-ID embedding trained on the shards, or auto (ArcFace when the store has it); a trained "
+        "checkpoint records the one it used")
     general_audio: StageConfig = Field(default_factory=lambda: StageConfig(steps=2000, batch_size=16, lr=2e-4))
     general_gan: StageConfig = Field(default_factory=lambda: StageConfig(steps=2000, batch_size=8, lr=2e-4))
     speaker: StageConfig = Field(default_factory=lambda: StageConfig(steps=300, batch_size=32, lr=1e-3))
@@ -100,7 +105,9 @@ def preset(name: str, overrides: dict[str, Any] | None = None) -> Yi2020Config:
         "speaker_dim_base": 8,
         "general_audio": {"steps": 6, "batch_size": 4, "lr": 1e-3}, "general_gan": {"steps": 4, "batch_size": 4, "lr": 1e-3},
         "speaker": {"steps": 4, "batch_size": 8, "lr": 1e-3},
-        "finetune_audio": {"steps": 8, "batch_size": 4, "lr": 1e-3}, "finetune_gan": {"steps": 4, "batch_size": 4, "lr": 1e-3},
+        # ~25 epochs over 250 fine-tuning frames (published: 100): 8 steps (one epoch) left the pose flat
+        # fine-tuning ~25 epochs over 250 frames (published: 100): 8 steps (one epoch) left the pose flat
+        "finetune_audio": {"steps": 200, "batch_size": 4, "lr": 1e-3}, "finetune_gan": {"steps": 4, "batch_size": 4, "lr": 1e-3},
     }
     small = {
         "head_size": 128, "n_exp": 64, "n_id": 40,
@@ -444,6 +451,18 @@ def _adam(params, sc: StageConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=sc.lr, betas=sc.betas)
 
 
+def _draw(clips: list[tuple], batch_size: int, length: int, rng: np.random.Generator, per_frame: int) -> list:
+    """The one sampler of the training stages: ``batch_size`` random (clip, ``length`` consecutive frames)
+    draws. A clip is a tuple whose first ``per_frame`` entries are per-frame arrays or tensors (sliced) and
+    whose others are per clip (e.g. its identity feature, repeated); returns each entry stacked over draws."""
+    draws = []
+    for _ in range(batch_size):
+        clip = clips[rng.integers(len(clips))]
+        s = int(rng.integers(0, len(clip[0]) - length + 1))
+        draws.append([x[s : s + length] if k < per_frame else x for k, x in enumerate(clip)])
+    return [torch.stack(col) if isinstance(col[0], torch.Tensor) else np.stack(col) for col in zip(*draws, strict=True)]
+
+
 def train_audio(net: AudioToPose, seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], sc: StageConfig,
                 loss_cfg: AudioToPoseLossConfig, n_exp: int, seq_len: int, seed: int) -> list[float]:
     """ATC-net on (windows (T, 12, H), normalised targets (T, 70), valid (T,)) sequences: random
@@ -456,15 +475,8 @@ def train_audio(net: AudioToPose, seqs: list[tuple[np.ndarray, np.ndarray, np.nd
     net.train()
     losses = []
     for _ in range(sc.steps):
-        w, y, m = [], [], []
-        for _ in range(sc.batch_size):
-            win, tgt, val = usable[rng.integers(len(usable))]
-            s = int(rng.integers(0, len(win) - seq_len + 1))
-            w.append(win[s : s + seq_len])
-            y.append(tgt[s : s + seq_len])
-            m.append(val[s : s + seq_len])
-        pred = net(torch.from_numpy(np.stack(w)))
-        loss, _ = atc_loss(pred, torch.from_numpy(np.stack(y)), n_exp, loss_cfg, torch.from_numpy(np.stack(m)))
+        w, y, m = (torch.from_numpy(x) for x in _draw(usable, sc.batch_size, seq_len, rng, per_frame=3))
+        loss, _ = atc_loss(net(w), y, n_exp, loss_cfg, m)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -491,9 +503,64 @@ def train_speaker(net: SpeakerEmbedding, faces: list[np.ndarray], labels: list[i
     return losses
 
 
+ARCFACE = "arcface-iresnet50"  # the weights-store name
+
+
+class ArcFaceIdentity:
+    """ArcFace (models/arcface.py, weights from the store) as the identity feature: unit embeddings of
+    crops resized to its 112 px input."""
+
+    image_size = 112
+
+    def __init__(self) -> None:
+        from talkbench.models.arcface import load_arcface
+
+        self.net = load_arcface()
+        self.dim = int(self.net.features.num_features)
+
+    def __call__(self, faces: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(faces), dim=1)
+
+
+def resolve_identity(cfg: Yi2020Config, say: Any = None) -> Yi2020Config:
+    """``identity: auto`` -> arcface or speaker (said aloud, naming the missing file when it falls back);
+    with ArcFace the GAN's identity size is ArcFace's embedding size."""
+    from talkbench import weights
+
+    say = say or log.info
+    choice = cfg.identity
+    if choice == "auto":
+        choice = "arcface" if weights.is_present(ARCFACE) else "speaker"
+        if choice == "speaker":
+            say(f"identity feature: a speaker embedding trained on the shards ({weights.weight_path(ARCFACE)} "
+                f"not found; for ArcFace: talkbench weights import {ARCFACE} FILE)")
+    if choice == "arcface":
+        weights.require(ARCFACE)  # an explicit choice with no file: the store's message says what to get
+        dim = _arcface().dim
+        say(f"identity feature: ArcFace ({weights.weight_path(ARCFACE)}, {dim}-d)")
+        return cfg.model_copy(update={"identity": "arcface", "gan": cfg.gan.model_copy(update={"id_dim": dim})})
+    return cfg.model_copy(update={"identity": "speaker"})
+
+
+@functools.lru_cache(maxsize=1)
+def _arcface() -> ArcFaceIdentity:
+    return ArcFaceIdentity()  # loaded once per process (personalised tasks call it per clip)
+
+
+def identity_encoder(cfg: Yi2020Config, speaker: SpeakerEmbedding) -> Any:
+    """The network behind the identity feature a checkpoint was trained with."""
+    if cfg.identity == "arcface":
+        from talkbench import weights
+
+        weights.require(ARCFACE)  # this checkpoint was trained with ArcFace: without it, say which file
+        return _arcface()
+    return speaker
+
+
 @torch.no_grad()
-def identity_feature(net: SpeakerEmbedding, crops: np.ndarray) -> np.ndarray:
-    """Mean unit embedding of (up to 32 of) a person's crops, renormalised."""
+def identity_feature(net: Any, crops: np.ndarray) -> np.ndarray:
+    """Mean unit embedding of (up to 32 of) a person's crops, renormalised (``net``: the speaker embedding
+    or :class:`ArcFaceIdentity`)."""
     idx = np.linspace(0, len(crops) - 1, min(32, len(crops))).astype(int)
     e = net(_img(crops[idx], net.image_size)).mean(0)
     return F.normalize(e, dim=0).numpy()
@@ -514,14 +581,8 @@ def train_gan(gan: MemoryGAN, data: list[tuple[np.ndarray, np.ndarray, np.ndarra
     gan.train()
     logs = []
     for _ in range(sc.steps):
-        rend, real, ident = [], [], []
-        for _ in range(sc.batch_size):
-            r, x, i = tensors[rng.integers(len(tensors))]
-            k = int(rng.integers(len(r)))
-            rend.append(r[k])
-            real.append(x[k])
-            ident.append(i)
-        rend, real, ident = torch.stack(rend), torch.stack(real), torch.stack(ident)
+        rend, real, ident = _draw(tensors, sc.batch_size, 1, rng, per_frame=2)
+        rend, real = rend[:, 0], real[:, 0]  # one frame (its rendered window) per draw
         out = gan(rend, ident)
         d_fake = gan.discriminator(torch.cat([rend, out["frames"]], 1))
         loss, lg = generator_loss(out, real, d_fake, loss_cfg)
@@ -558,10 +619,14 @@ def train_general(shards: str | Path, cfg: Yi2020Config, split: str = "train", m
     model3d = fit_face3d(targets, cfg)
     say(f"face3d: {model3d.report}")
     speakers = sorted({t.speaker for t in targets})
+    cfg = resolve_identity(cfg, say)
     a2p, gan, spk = build_nets(cfg, len(speakers))
-    hist: dict[str, Any] = {"face3d": model3d.report}
-    hist["speaker_loss"] = train_speaker(spk, [t.crops[t.valid] for t in targets],
-                                         [speakers.index(t.speaker) for t in targets], cfg.speaker, cfg.seed)
+    hist: dict[str, Any] = {"face3d": model3d.report, "identity_feature": ARCFACE if cfg.identity == "arcface"
+                            else "speaker embedding trained on the shards"}
+    if cfg.identity == "speaker":
+        hist["speaker_loss"] = train_speaker(spk, [t.crops[t.valid] for t in targets],
+                                             [speakers.index(t.speaker) for t in targets], cfg.speaker, cfg.seed)
+    ident_net = identity_encoder(cfg, spk)
     hops = cfg.audio_to_pose.window_hops
     seqs, gan_data = [], []
     for t in targets:
@@ -569,7 +634,7 @@ def train_general(shards: str | Path, cfg: Yi2020Config, split: str = "train", m
         seqs.append((_windows(t.mfcc, hops), model3d.normalise(y), t.valid))
         app = appearance_of(t, neutral)
         rendered = render(model3d, app, y, cfg.gan.image_size, cfg.render, crop_matrices=t.crop_matrix)
-        gan_data.append((rendered, t.crops, identity_feature(spk, t.crops[t.valid])))
+        gan_data.append((rendered, t.crops, identity_feature(ident_net, t.crops[t.valid])))
     hist["audio_loss"] = train_audio(a2p, seqs, cfg.general_audio, cfg.audio_loss, cfg.n_exp, cfg.seq_len, cfg.seed)
     say(f"audio_to_pose: {len(hist['audio_loss'])} steps, last loss {hist['audio_loss'][-1]:.4g}" if hist["audio_loss"] else "audio_to_pose: 0 steps")
     gan_logs = train_gan(gan, gan_data, cfg.general_gan, cfg.gan_loss, cfg.seed)
@@ -603,19 +668,19 @@ def personalize(general: Yi2020, video: str | Path | Target, frames: int = 300,
                              f"need at least {cfg.seq_len}")
     import dataclasses
 
-    # the same bases; the pose normalisation re-centred on the target's own pose (its head motion is
-    # what is personal), the expression statistics kept from the general model
+    # the same bases; the 70-d normalisation re-fitted on the target's own frames. Its head motion is
+    # what is personal, and its expression statistics too: kept from the general model (other speakers,
+    # another camera), the target's expression targets sat at ~2.5 std, their MSE ~30x the pose MSE, and
+    # the fine-tuning spent itself on expression while the predicted pose stayed flat (0.004 deg at tiny)
     m3 = dataclasses.replace(general.face3d, report=dict(general.face3d.report))
     y, neutral = coefficients(m3, part)
-    mean, std = m3.target_mean.copy(), m3.target_std.copy()
     m3.set_normalisation(y[part.valid])
-    m3.target_mean[: m3.n_exp], m3.target_std[: m3.n_exp] = mean[: m3.n_exp], std[: m3.n_exp]
     app = appearance_of(part, neutral)
     a2p, gan, spk = build_nets(cfg, general.speaker_net.classifier.out_features)
     a2p.load_state_dict(general.audio_net.state_dict())
     gan.load_state_dict(general.gan.state_dict())
     spk.load_state_dict(general.speaker_net.state_dict())
-    ident = identity_feature(spk, part.crops[part.valid])
+    ident = identity_feature(identity_encoder(cfg, spk), part.crops[part.valid])
     hist: dict[str, Any] = {"frames": len(part)}
     if cfg.ablation != "no_personalisation":
         hops = cfg.audio_to_pose.window_hops

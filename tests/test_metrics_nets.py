@@ -15,9 +15,9 @@ import torch
 
 from talkbench import weights
 from talkbench.benchmark.metrics import METRICS, AlignedVideo, ClipPair
-from talkbench.benchmark.metrics.arcface import IResNet
 from talkbench.benchmark.metrics.lpips_alex import LPIPSAlex
 from talkbench.benchmark.syncnet import SyncNet, audio_windows, n_windows
+from talkbench.models.arcface import IResNet
 
 
 @pytest.fixture()

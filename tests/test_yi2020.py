@@ -61,9 +61,13 @@ def test_personalize_then_generate_head_crops(personal):
     coeffs = Y.predict_coefficients(model, held)
     rot = coeffs[:, model.face3d.n_exp : model.face3d.n_exp + 3]
     assert len(coeffs) == av.n_frames
-    assert (rot.std(0) > 0).all() and Y.pose_variation(coeffs, model.face3d.n_exp) > 1e-4  # the pose moves
-    # the pose lives where the target's head is (the personal normalisation), not at the GRID speakers' pose
+    # the pose moves, on the scale of the real head motion (before the target's own expression normalisation
+    # and ~25 fine-tuning epochs: 0.004 deg std at tiny vs 3.2 deg in the real held-out frames)
     real = tracked_clips()[VOX.stem]["pose"]
+    real_var = float(real[N_FT:, :3].std(0).mean())
+    assert Y.pose_variation(coeffs, model.face3d.n_exp) > 0.25 * real_var, (rot.std(0), real[N_FT:, :3].std(0))
+    assert rot[:, 0].std() > 1.0  # yaw, the largest real motion: degrees, not hundredths
+    # the pose lives where the target's head is (the personal normalisation), not at the GRID speakers' pose
     assert abs(rot[:, 0].mean() - real[:N_FT, 0].mean()) < 10
     # ablation: no pose prediction = the target's first pose held
     model.cfg = model.cfg.model_copy(update={"ablation": "no_pose"})
@@ -163,7 +167,8 @@ def test_ablations(short_target, ablation):
 
     general, target = short_target
     key, value = ablation.split("=")
-    personal, _ = Y.personalize(general, target, 40, {key: value})
+    few = general.cfg.finetune_audio.model_copy(update={"steps": 8})  # what each variant changes, not quality
+    personal, _ = Y.personalize(general, target, 40, {key: value, "finetune_audio": few})
     audio = tracked_clips()[VOX.stem]["audio"][40 * 640 : 60 * 640]
     res = Y.generate_frames(personal, audio)
     assert res["frames"].shape == (20, 32, 32, 3)
@@ -227,3 +232,48 @@ def test_recipe_run_yi2020_tiny_on_cpu(general, tmp_path, monkeypatch, capsys):
     assert "yi2020: done earlier" in out and "--kind personalized --personalize-frames 40" in out
     board = (tmp_path / "reports" / "leaderboards" / "yi1.md").read_text()
     assert "ground-truth" in board and "yi2020 (tiny)" in board
+
+
+def test_arcface_identity_feature_when_the_store_has_it(general, tmp_path, monkeypatch):
+    """No ArcFace file: the speaker embedding, and the run says which file is missing. A (random-initialised)
+    ArcFace imported into the store: AdaIN's identity comes from it, and the checkpoint records that."""
+    import torch
+    import torch.nn.functional as F
+
+    from talkbench import weights
+    from talkbench.errors import TalkbenchError
+    from talkbench.models.arcface import IResNet
+
+    _, shards = general
+    monkeypatch.setenv("TALKBENCH_WEIGHTS", str(tmp_path / "store"))
+    Y._arcface.cache_clear()
+    fast = {"general_audio": {"steps": 1}, "general_gan": {"steps": 1}, "speaker": {"steps": 1}}
+    said: list[str] = []
+    m = Y.train_general(shards, Y.preset("tiny", fast), progress=said.append)
+    assert m.cfg.identity == "speaker" and "speaker_loss" in m.history
+    assert any("not found" in s and str(weights.weight_path(Y.ARCFACE)) in s for s in said)
+
+    torch.manual_seed(0)
+    net = IResNet(layers=(1, 1, 1, 1), num_features=8).eval()  # insightface's key scheme, tiny
+    torch.save(net.state_dict(), tmp_path / "backbone.pth")
+    weights.import_weights(Y.ARCFACE, str(tmp_path / "backbone.pth"))
+    Y._arcface.cache_clear()
+    m = Y.train_general(shards, Y.preset("tiny", fast), progress=said.append)
+    assert m.cfg.identity == "arcface" and m.cfg.gan.id_dim == 8 and "speaker_loss" not in m.history
+    back = Y.Yi2020.load(m.save(tmp_path / "ck"))
+    assert back.cfg.identity == "arcface" and back.history["identity_feature"] == Y.ARCFACE
+    # personalising takes the target's identity from ArcFace: the network's mean unit embedding of its crops
+    d = tracked_clips()[VOX.stem]
+    target = Y.target_from_arrays(d["frames"][:30], d["audio"][: 30 * 640], back.cfg.head_size, back.cfg.head_margin)
+    personal, _ = Y.personalize(back, target, 30, {"ablation": "no_personalisation"})
+    crops = target.crops[target.valid]
+    idx = np.linspace(0, len(crops) - 1, min(32, len(crops))).astype(int)
+    x = torch.from_numpy(crops[idx]).float().div(127.5).sub(1).permute(0, 3, 1, 2)
+    x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        expect = F.normalize(F.normalize(net(x), dim=1).mean(0), dim=0).numpy()
+    assert personal.identity.shape == (8,) and np.allclose(personal.identity, expect, atol=1e-5)
+    # the file gone: personalising an ArcFace checkpoint names what is missing (no silent fallback)
+    monkeypatch.setenv("TALKBENCH_WEIGHTS", str(tmp_path / "empty"))
+    with pytest.raises(TalkbenchError, match=Y.ARCFACE):
+        Y.personalize(back, target, 30, {"ablation": "no_personalisation"})

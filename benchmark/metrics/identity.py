@@ -57,7 +57,7 @@ class CSIM(Metric):
     weights = ("arcface-iresnet50",)
 
     def setup(self) -> None:
-        from talkbench.benchmark.metrics.arcface import load_arcface
+        from talkbench.models.arcface import load_arcface
 
         self._dev = resolve_device(self.device)
         self.net = load_arcface(self._dev)

@@ -1,5 +1,8 @@
 """ArcFace iresnet50 (insightface arcface_torch ``backbones/iresnet.py``), written here in plain torch.
 
+It lives in ``models`` because two layers use it: the benchmark's CSIM metric and yi2020's memory GAN
+(its AdaIN identity feature); models may not import the benchmark, the benchmark imports models.
+
 Parameter names match insightface's ``backbone.pth`` for ``iresnet50`` so the released file loads with
 strict=True. Input: (N, 3, 112, 112) RGB scaled to [-1, 1]; output: (N, 512) identity embedding.
 """
