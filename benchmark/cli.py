@@ -38,6 +38,9 @@ def register(sub: Any, perf_sub: Any) -> None:
     m.add_argument("--geometry", choices=["full", "aligned"], default=None,
                    help="frames submissions deliver: full = the source video's size (default; cropped with the "
                    "ground truth's own transforms), aligned = S x S crops in the task's alignment")
+    m.add_argument("--codec", default=None, metavar="NAME",
+                   help="codec normalisation: re-encode every scored video, ground truth included, with this "
+                   "recorded setting before scoring (h264-crf23, h264-crf18; default: scored as delivered)")
     m.add_argument("--tasks-dir", default=None, help="default $TALKBENCH_TASKS_DIR or ./tasks")
     m.set_defaults(handler=_make_task)
 
@@ -123,7 +126,7 @@ def _make_task(args: argparse.Namespace) -> int:
 
     task = build_task(args.shards, args.name, split=args.split, kind=args.kind, max_clips=args.max_clips,
                       primary_metric=args.primary_metric, personalize_frames=args.personalize_frames,
-                      geometry=args.geometry)
+                      geometry=args.geometry, codec=args.codec)
     stored, path, new = save_task(task, args.tasks_dir)
     state = "wrote" if new else "unchanged (same content as)"
     print(f"{state} task {stored.ref}: {len(stored.clips)} {stored.kind} clips from split {stored.split!r}, "

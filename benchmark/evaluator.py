@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from talkbench.benchmark.artifacts import VideoKeeper, face_grid
+from talkbench.benchmark.codec import CodecSetting, get_codec, reencode, reencode_cached
 from talkbench.benchmark.geometry import in_reference_geometry
 from talkbench.benchmark.integrity import FLAGS, check_clip
 from talkbench.benchmark.metrics.aggregate import aggregate
@@ -55,6 +56,7 @@ class EvalResult:
     missing_policy: str = MISSING_POLICY
     record: RunRecord | None = None  # the typed run record, built by the harness (benchmark/records.py)
     results_dir: Path | None = None  # where the harness wrote results.json + per_clip.csv (before MLflow)
+    codec: str | None = None  # codec normalisation applied to every scored video (benchmark/codec.py), recorded
 
     @property
     def n_ok(self) -> int:
@@ -209,7 +211,15 @@ def finish(task: TaskManifest, submission: Submission, metrics: dict[str, Metric
                 r[public] = r.pop(column)
     return EvalResult(task=task, submission=submission, rows=rows, aggregates=agg.aggregates, metrics=agg.metrics,
                       key_metric=agg.key_metric, unavailable={**unavailable, **agg.unavailable},
-                      metric_errors=metric_errors, grids=grids, videos_dir=videos_dir, elapsed_s=elapsed_s)
+                      metric_errors=metric_errors, grids=grids, videos_dir=videos_dir, elapsed_s=elapsed_s,
+                      codec=get_codec(task.codec).describe() if task.codec else None)
+
+
+def _normalised(pre: Preprocessor, source: str, frames: np.ndarray | None, fps: float,
+                codec: CodecSetting) -> np.ndarray:
+    """A real video's frames (decoded here unless given) re-encoded with the task's codec setting (once per
+    process: the same ground truth serves every submission)."""
+    return reencode_cached(pre.decode(source) if frames is None else frames, fps, codec)
 
 
 def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics: dict[str, Metric],
@@ -231,13 +241,20 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
             return row
     if keep is not None:
         keep.keep(item.clip_id, out.frames, item.fps, item.audio, item.sample_rate, out.predicted_aus)
-    reference = None
+    codec = get_codec(task.codec) if task.codec else None
+    if codec is not None:  # codec normalisation: the submission and every real video it meets, one setting
+        out.frames = reencode(out.frames, item.fps, codec)
+        row["codec"] = codec.name
+    reference = gt_frames = None
     try:  # the real side first: the generated AUs are measured from its neutral baseline
         if task.paired:
             gt_frames = out.inputs.ground_truth() if out.inputs.ground_truth else None
+            if codec is not None:
+                gt_frames = _normalised(pre, item.clip.ground_truth, gt_frames, item.fps, codec)
             reference = ref_aligned = pre.ground_truth(item.clip.ground_truth, gt_frames)
         else:
-            ref_aligned = pre.ground_truth(item.clip.reference_source)
+            ref_aligned = pre.ground_truth(item.clip.reference_source, None if codec is None else _normalised(
+                pre, item.clip.reference_source, None, item.fps, codec))
     except ClipError as e:  # the task's side failed: the same for every submission, and recorded
         row.update(error_kind="reference_failed", error=f"{e.kind}: {e.message}")
         return row
@@ -249,7 +266,8 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
     identity = None
     if item.clip.identity_source and "csim" in metrics:  # CSIM's identity: another clip of the speaker
         try:
-            other = pre.ground_truth(item.clip.identity_source)
+            other = pre.ground_truth(item.clip.identity_source, None if codec is None else _normalised(
+                pre, item.clip.identity_source, None, item.fps, codec))
             if other.face_found[item.clip.identity_frame]:
                 identity = other.faces[item.clip.identity_frame]
         except (ClipError, IndexError) as e:
@@ -257,8 +275,7 @@ def _score_clip(out: ClipOutput, task: TaskManifest, pre: Preprocessor, metrics:
                         item.clip_id, item.clip.identity_clip, e)
     if reference is not None:  # full-reference comparisons in the ground truth's geometry
         generated, reference, row["geometry"] = in_reference_geometry(
-            out.frames, generated, reference, task.geometry or "full",
-            gt_frames=out.inputs.ground_truth() if out.inputs.ground_truth else None)
+            out.frames, generated, reference, task.geometry or "full", gt_frames=gt_frames)
     pair = ClipPair(clip_id=item.clip_id, generated=generated, reference=reference, audio=item.audio,
                     sample_rate=item.sample_rate,
                     reference_image=ref_aligned.faces[item.clip.reference_frame],

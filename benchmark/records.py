@@ -169,6 +169,9 @@ class RunRecord(_Model):
     #: geometry of the full-reference comparisons (benchmark/geometry.py) -> clips: align-gt / aligned-crop,
     #: or align-per-side where the output fitted neither (marked on the leaderboard)
     geometry: dict[str, int] = Field(default_factory=dict)
+    #: codec normalisation: the one setting every scored video (ground truth included) was re-encoded with
+    #: (benchmark/codec.py); None = scored as delivered
+    codec: str | None = None
 
     @property
     def per_side_clips(self) -> int:
@@ -202,6 +205,7 @@ class RunRecord(_Model):
             "submission": s.name, "submission_spec": s.spec, "submission_hash": s.hash,
             "missing_policy": self.missing_policy, "length_tolerance": self.length_tolerance,
             "geometry": ",".join(f"{k}:{v}" for k, v in sorted(self.geometry.items())) or "none",
+            "codec": self.codec or "none",
             "submission_problems": len(s.problems),
             "talkbench_version": p.talkbench_version, "git_commit": p.git_commit or "unknown", "python": p.python,
             **{f"version.{k}": v for k, v in p.packages.items()},
@@ -267,5 +271,5 @@ class RunRecord(_Model):
             clip_errors=[ClipFailure(clip_id=r["clip_id"], error_kind=r.get("error_kind"), error=r.get("error"))
                          for r in result.rows if r["status"] != "ok"],
             metric_errors=[MetricFailure(**e) for e in result.metric_errors],
-            flags=result.flags, flag_rules=result.flag_rules, geometry=result.geometry,
+            flags=result.flags, flag_rules=result.flag_rules, geometry=result.geometry, codec=result.codec,
         )

@@ -70,6 +70,9 @@ class TaskManifest(StrictModel):
     #: size (cropped with the ground truth's own transforms), "aligned" = S x S crops in the task's
     #: alignment. None (tasks made before it existed) reads as "full".
     geometry: Literal["full", "aligned"] | None = None
+    #: codec normalisation (benchmark/codec.py): every scored video, ground truth included, re-encoded with
+    #: this named setting before scoring; None = scored as delivered
+    codec: str | None = None
     split: str
     shards: str  # absolute path of the prepared shards folder
     shards_config_hash: str | None = None  # from the shards' manifest.json, when present
@@ -87,8 +90,9 @@ class TaskManifest(StrictModel):
     def content_hash(self) -> str:
         """sha256 of everything but name, version, creation time and the hash itself."""
         data = self.model_dump(mode="json", exclude={"name", "version", "created_utc", "hash"})
-        if data.get("geometry") is None:  # tasks made before output geometries existed keep their hashes
-            data.pop("geometry", None)
+        for key in ("geometry", "codec"):  # tasks made before these options existed keep their hashes
+            if data.get(key) is None:
+                data.pop(key, None)
         for clip in data["clips"]:  # tasks made before these optional fields existed keep their hashes
             for key in ("personalize_frames", "identity_clip", "identity_frame", "identity_source"):
                 if clip.get(key) is None:
@@ -168,13 +172,18 @@ def _pair_unpaired(clips: list[dict[str, Any]]) -> list[tuple[dict[str, Any], di
 
 def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "paired",
                max_clips: int | None = None, primary_metric: str | None = None,
-               personalize_frames: int | None = None, geometry: str | None = None) -> TaskManifest:
+               personalize_frames: int | None = None, geometry: str | None = None,
+               codec: str | None = None) -> TaskManifest:
     """Select the usable clips of ``split`` (sorted by clip id, first ``max_clips``) into a manifest.
 
     ``kind="personalized"``: per clip with at least ``personalize_frames`` + 25 frames, the first
     ``personalize_frames`` are the fine-tuning material and the rest the target (seed 001)."""
     if not NAME_RE.match(name):
         raise ConfigError(f"task name {name!r} must be letters, digits, '_', '-', '.' (no '/' or spaces)")
+    if codec is not None:
+        from talkbench.benchmark.codec import get_codec
+
+        get_codec(codec)  # an unknown name is a clear error before any work
     if kind not in DEFAULT_PRIMARY:
         raise ConfigError(f"task kind {kind!r}: allowed: {', '.join(DEFAULT_PRIMARY)}")
     if (kind == "personalized") != (personalize_frames is not None):
@@ -240,7 +249,7 @@ def build_task(shards: str | Path, name: str, split: str = "test", kind: str = "
                                   ground_truth=None, n_frames=int(drv["n_frames"]), **ref_fields(ref)))
     n_identity = _choose_identity_references(clips, usable, input_root)
     task = TaskManifest(
-        name=name, kind=kind, split=split, shards=str(shards), geometry=geometry,
+        name=name, kind=kind, split=split, shards=str(shards), geometry=geometry, codec=codec,
         shards_config_hash=shards_manifest.get("config_hash"),
         primary_metric=primary_metric or DEFAULT_PRIMARY[kind], fps=fps, sample_rate=sample_rate,
         preprocessing=_preprocessing_from(shards_manifest),

@@ -157,6 +157,7 @@ class _GroundTruthWithAUs:
         return Generated(inp.ground_truth(), pred.predicted_aus)
 
 
+@pytest.mark.slow
 def test_checkpoint_submission_records_and_scores_its_predicted_aus(tiny_au_rgan, grid_task, tmp_path) -> None:
     from talkbench.benchmark.evaluator import evaluate
     from talkbench.benchmark.submissions import load_submission
