@@ -37,10 +37,10 @@ class Preprocessor:
     """
 
     def __init__(self, task: TaskManifest):
-        from talkbench.pipelines.config import PipelineConfig
+        from talkbench.pipelines.config import PREPROCESSING_SECTIONS, PipelineConfig
         from talkbench.pipelines.face import FaceProcessor, FaceSettings
 
-        sections = {k: v for k, v in task.preprocessing.items() if k in ("decode", "landmarks", "align", "pose", "au")}
+        sections = {k: v for k, v in task.preprocessing.items() if k in PREPROCESSING_SECTIONS}
         try:
             self.cfg = PipelineConfig.model_validate(sections)
         except ValidationError as e:

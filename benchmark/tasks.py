@@ -116,12 +116,12 @@ def tasks_dir(path: str | Path | None = None) -> Path:
 
 def _preprocessing_from(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The face-processing sections of the shards' resolved config, else the pipeline defaults."""
-    from talkbench.pipelines.config import PipelineConfig
+    from talkbench.pipelines.config import PREPROCESSING_SECTIONS, PipelineConfig
 
     resolved = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     cfg = PipelineConfig()
     out = {}
-    for section in ("decode", "landmarks", "align", "pose", "au"):
+    for section in PREPROCESSING_SECTIONS:
         data = resolved.get(section)
         model = getattr(cfg, section)
         try:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, create_model, model_validator
 
 from talkbench.config import StrictModel
 from talkbench.pipelines.core import DEFAULT_STAGES, STAGES
+from talkbench.pipelines.face.processor import FaceSettings
 
 
 class ExecutionConfig(StrictModel):
@@ -66,6 +67,11 @@ class PipelineConfig(_StageSections):
         if self.stages[:1] != ["decode"]:
             raise ValueError("the first stage must be 'decode'")
         return self
+
+
+#: the sections a benchmark task copies from the shards' resolved config (its ``preprocessing``), so that
+#: generated videos are decoded and face-processed exactly like the data was: decode + FaceProcessor's settings
+PREPROCESSING_SECTIONS: tuple[str, ...] = ("decode", *FaceSettings.model_fields)
 
 
 # -- configs/pipeline.yaml --------------------------------------------------------------------------
