@@ -61,8 +61,15 @@ class RendererConfig(StrictModel):
     autoencoder: FaceAutoencoderConfig | None = Field(
         None, description="the face autoencoder's config (set from loss.autoencoder_checkpoint when training)")
     precondition: bool = Field(
-        True, description="ε̂ = √(1−ᾱ)·x_t + √ᾱ·UNet(...): the UNet only learns what a unit-Gaussian prior cannot "
-                          "explain (talkbench; false = the authors' raw ε-UNet). The loss is plain ε-MSE either way")
+        True, description="x̂0 = E[x0 | x_t] under the prior N(μ, sigma_data²) + its posterior std · UNet(...) (EDM-style, "
+                          "talkbench): the UNet only learns what the prior cannot explain; false = the authors' raw ε-UNet")
+    prior_mean: Literal["identity", "zero"] = Field(
+        "identity", description="μ of the prior: the Identity-face (the UNet learns the change from it) or zero")
+    sigma_data: float = Field(0.5, gt=0.0, description="std of the prior around μ (EDM's σ_data)")
+    loss_weighting: Literal["eps", "unit"] = Field(
+        "unit", description="eps: plain ε-MSE (the authors'; it weighs the x0 error by SNR(t), ~0 at high noise, so "
+                            "drawing the face from the conditioning is barely trained); unit: ε-MSE rescaled so the "
+                            "UNet's target has unit variance at every t (EDM's weighting; needs precondition)")
 
 
 class SamplingConfig(StrictModel):
@@ -95,6 +102,8 @@ class MFTFGConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> MFTFGConfig:
+        if self.renderer.loss_weighting == "unit" and not self.renderer.precondition:
+            raise ValueError("renderer.loss_weighting=unit needs renderer.precondition=true (use eps otherwise)")
         if self.audio_to_au.aus != self.aus and self.use_audio_to_au:
             raise ValueError(f"audio_to_au.aus {self.audio_to_au.aus} must equal aus {self.aus}")
         if self.attention_mask == "au" and self.au_attention.aus != self.aus:
@@ -163,6 +172,7 @@ class Condition:
     spatial: torch.Tensor  # (N, 2 * C, h, w): masked ground truth ‖ Identity-face (renderer space)
     tokens: torch.Tensor  # (N, K, context_dim)
     au_intensity: torch.Tensor | None  # (B, T, n_aus) from Audio-to-AU
+    identity_face: torch.Tensor  # (N, C, h, w): the Identity-face per frame (renderer space)
 
 
 class MFTFGNet(nn.Module):
@@ -212,7 +222,8 @@ class MFTFGNet(nn.Module):
         tokens = torch.cat(tokens, dim=2) + self.token_type
         ident = identity_face[:, None].expand(b, t, *identity_face.shape[1:])
         spatial = torch.cat([masked_gt, ident], dim=2).flatten(0, 1)
-        return Condition(spatial=spatial, tokens=tokens.flatten(0, 1), au_intensity=au_int)
+        return Condition(spatial=spatial, tokens=tokens.flatten(0, 1), au_intensity=au_int,
+                         identity_face=ident.flatten(0, 1))
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
         return self.unet(torch.cat([x_t, cond.spatial], dim=1), t, cond.tokens)
@@ -240,13 +251,18 @@ class MFTFG(nn.Module):
         self.diffusion = GaussianDiffusion(cfg.diffusion)
         # the training identities' mean AUs: generation's stand-in when a reference image's AUs are unknown
         self.register_buffer("identity_au_mean", torch.zeros(len(cfg.aus)))
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
     # -- helpers ---------------------------------------------------------------------------------
     @torch.no_grad()
     def update_ema(self) -> None:
         if self.ema is None:
             return
-        d = self.cfg.ema_decay
+        # warm-up (timm/LDM): early on the average follows the weights closely, so a short run's EMA is not
+        # its random initialisation; n counts updates and is saved with the model (resumes continue it)
+        n = int(self.ema_updates.item())
+        d = min(self.cfg.ema_decay, (1 + n) / (10 + n))
+        self.ema_updates += 1
         for e, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
             e.lerp_(p.detach(), 1 - d)
         for e, p in zip(self.ema.buffers(), self.net.buffers(), strict=True):
@@ -287,31 +303,51 @@ class MFTFG(nn.Module):
             z_id, z_aud = self.encode(id_face), self.encode(aud_face)
         return net.condition(inputs["windows"], inputs["landmarks"], z_aud, z_masked, z_id)
 
+    def _prior(self, t: torch.Tensor, ndim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """ᾱ_t and c_t = ᾱ_t·σ_d² + 1 − ᾱ_t (the variance of x_t under the prior), shaped to broadcast."""
+        a = self.diffusion.abar(t, ndim, dtype)
+        return a, a * self.cfg.renderer.sigma_data ** 2 + 1 - a
+
     def eps(self, net: MFTFGNet, x_t: torch.Tensor, t: torch.Tensor, cond: Condition) -> torch.Tensor:
-        """The ε prediction (preconditioned: exact for pure noise, so x0 estimates at large t stay bounded)."""
+        """The ε prediction. Preconditioned: x̂0 = μ + √ᾱ·σ_d²/c·(x_t − √ᾱ·μ) + σ_d·√((1 − ᾱ)/c)·UNet, the
+        posterior mean under x0 ~ N(μ, σ_d²) plus a correction of the posterior's scale; with μ = the
+        Identity-face an untrained UNet already draws the identity at high noise and a trained one learns
+        only the change (the mouth), and its target has unit variance at every t."""
         raw = net.denoise(x_t, t, cond)
-        if not self.cfg.renderer.precondition:
+        r = self.cfg.renderer
+        if not r.precondition:
             return raw
-        a = self.diffusion.abar(t, x_t.ndim, x_t.dtype)
-        return (1 - a).sqrt() * x_t + a.sqrt() * raw
+        a, c = self._prior(t, x_t.ndim, x_t.dtype)
+        mu = cond.identity_face.to(x_t.dtype) if r.prior_mean == "identity" else torch.zeros_like(x_t)
+        x0 = mu + a.sqrt() * r.sigma_data ** 2 / c * (x_t - a.sqrt() * mu) + r.sigma_data * ((1 - a) / c).sqrt() * raw
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample weight of the ε-MSE: 1 (eps), or c/(ᾱ·σ_d²) (unit: = the UNet output's own MSE)."""
+        if self.cfg.renderer.loss_weighting == "eps":
+            return torch.ones(t.shape, device=t.device)
+        a, c = self._prior(t, 1, torch.float32)
+        return c / (a * self.cfg.renderer.sigma_data ** 2)
 
     # -- training --------------------------------------------------------------------------------
     def loss(self, inputs: dict[str, torch.Tensor], target: torch.Tensor, valid: torch.Tensor,
-             generator: torch.Generator | None = None) -> tuple[torch.Tensor, Condition]:
-        """ε-prediction MSE (the authors' l_simple) over valid frames; target (B,T,3,S,S), valid (B,T)."""
+             generator: torch.Generator | None = None, net: MFTFGNet | None = None) -> tuple[torch.Tensor, Condition]:
+        """ε-prediction MSE (the authors' l_simple, weighted per ``renderer.loss_weighting``) over valid frames;
+        target (B,T,3,S,S), valid (B,T). ``net``: the weights to score (default the trained ones; the EMA copy)."""
+        net = self.net if net is None else net
         b, t = target.shape[:2]
         if self.training and "identity_aus" in inputs:
             with torch.no_grad():
                 self.identity_au_mean.lerp_(inputs["identity_aus"].float().mean(0), 0.01)
         drop = torch.rand(b, generator=generator, device=target.device) < self.cfg.masked_gt_dropout
-        cond = self.condition(self.net, inputs, drop)
+        cond = self.condition(net, inputs, drop)
         with torch.no_grad():
             x0 = self.encode(target.flatten(0, 1))
         n = x0.shape[0]
         ts = self.diffusion.sample_timesteps(n, x0.device, generator)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        eps = self.eps(self.net, self.diffusion.q_sample(x0, ts, noise), ts, cond)
-        per = ((eps.float() - noise.float()) ** 2).mean(dim=(1, 2, 3))
+        eps = self.eps(net, self.diffusion.q_sample(x0, ts, noise), ts, cond)
+        per = ((eps.float() - noise.float()) ** 2).mean(dim=(1, 2, 3)) * self.loss_weight(ts)
         m = valid.flatten().to(per.dtype)
         return (per * m).sum() / m.sum().clamp_min(1.0), cond
 

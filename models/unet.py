@@ -119,6 +119,9 @@ class ConditionalUNet(nn.Module):
                                                                              nn.Conv2d(c, c, 3, padding=1)))
             cin = c
         self.out = nn.Sequential(norm(cin), nn.SiLU(), nn.Conv2d(cin, out_channels, 3, padding=1))
+        # zero output at init (ADM/LDM): the network starts as the preconditioning's prior, not as noise
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
         self.factor = 2 ** (len(chs) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
