@@ -12,6 +12,7 @@ from shards_factory import first_batch, grid_backed_shards, tiny_overrides, writ
 from shards_factory import tiny_config as tiny
 
 from talkbench.errors import ConfigError
+from talkbench.models.data import ShardIndex, make_dataset, make_loader
 from talkbench.models.diffusion import DiffusionConfig, GaussianDiffusion
 from talkbench.models.registry import MODELS
 from talkbench.models.train import load_run_config
