@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, create_model, model_validator
 
 from talkbench.config import StrictModel
 from talkbench.pipelines.core import DEFAULT_STAGES, STAGES
-from talkbench.pipelines.face.processor import FaceSettings
+from talkbench.pipelines.face.config import FaceSettings
 
 
 class ExecutionConfig(StrictModel):

@@ -8,7 +8,7 @@ everything calls; the modules below hold the pure functions behind its steps, on
 * :mod:`.align` - similarity transforms, alignment matrices and crops;
 * :mod:`.pose` - head pose from the 3-D landmarks;
 * :mod:`.quality` - face size and blur;
-* :mod:`.config` - the ``landmarks``/``align``/``pose`` settings.
+* :mod:`.config` - the ``landmarks``/``align``/``pose`` settings and :class:`FaceSettings` (all face sections).
 
 Conventions (downstream numbers depend on them): landmarks (T, 478, 3) float32, x, y in source-frame
 pixels, z in the same pixel scale as x, NaN where no face; ``face_found`` is True on detected *and* on
@@ -24,7 +24,7 @@ from typing import Any
 #: public name -> submodule. Resolved on first use (PEP 562), so importing the settings
 #: (``pipelines.face.config``, which the pipeline config needs) does not load OpenCV, SciPy or MediaPipe.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(("AlignConfig", "LandmarksConfig", "PoseConfig"), "config"),
+    **dict.fromkeys(("AlignConfig", "FaceSettings", "LandmarksConfig", "PoseConfig"), "config"),
     "FaceMeshTracker": "tracker",
     **dict.fromkeys(("LandmarkTrack", "choose_main_face", "detect_landmarks", "fill_gaps", "track_main_face",
                      "true_runs"), "track"),
@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
                      "smooth_over_time", "template_points", "umeyama", "warp_crops"), "align"),
     **dict.fromkeys(("estimate_pose", "head_frame", "reference_shape"), "pose"),
     **dict.fromkeys(("blur_scores", "face_size"), "quality"),
-    **dict.fromkeys(("FaceProcessor", "FaceSettings", "FaceTrack", "process_frames"), "processor"),
+    **dict.fromkeys(("FaceProcessor", "FaceTrack", "process_frames"), "processor"),
 }
 __all__ = sorted(_EXPORTS)
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from talkbench.config import StrictModel
+from talkbench.pipelines.au.base import AUConfig
 
 
 class LandmarksConfig(StrictModel):
@@ -79,3 +80,10 @@ class PoseConfig(StrictModel):
     vertical_fov_deg: float = Field(63.0, gt=0, lt=180, description="assumed camera field of view")
 
 
+class FaceSettings(StrictModel):
+    """The face sections of a pipeline config (and of a benchmark task's ``preprocessing``)."""
+
+    landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
+    pose: PoseConfig = Field(default_factory=PoseConfig)
+    au: AUConfig = Field(default_factory=AUConfig)

@@ -14,26 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from talkbench.config import StrictModel
-from talkbench.pipelines.au.base import AUConfig, AUInputs, estimate_aus
+from talkbench.pipelines.au.base import AUInputs, estimate_aus
 from talkbench.pipelines.au.base import neutral_baseline as au_neutral_baseline
 from talkbench.pipelines.core import WorkerContext
 from talkbench.pipelines.face.align import align_track
-from talkbench.pipelines.face.config import AlignConfig, LandmarksConfig, PoseConfig
+from talkbench.pipelines.face.config import AlignConfig, FaceSettings, LandmarksConfig, PoseConfig
 from talkbench.pipelines.face.pose import estimate_pose
 from talkbench.pipelines.face.track import LandmarkTrack, detect_landmarks
 from talkbench.pipelines.face.tracker import FaceMeshTracker
-
-
-class FaceSettings(StrictModel):
-    """The face sections of a pipeline config (and of a benchmark task's ``preprocessing``)."""
-
-    landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
-    align: AlignConfig = Field(default_factory=AlignConfig)
-    pose: PoseConfig = Field(default_factory=PoseConfig)
-    au: AUConfig = Field(default_factory=AUConfig)
 
 
 @dataclass
