@@ -6,8 +6,10 @@ the decorator) or a lazy ``"module:attr"`` placeholder: ``names()`` lists both w
 anything, so argparse choices, config validation and test parametrisation read the registry while
 ``talkbench --help`` stays light; ``get()`` imports the module the first time a name is used.
 
-Each registry is filled one way: lazy entries listed in its package's ``__init__`` (the one place a
-name is written), or decorators inside modules that the package imports anyway.
+Each registry is filled one way: lazy entries listed beside the registry (the one place a name is
+written; a module filling its placeholder when imported keeps the entry's place, so ``in_order()`` can
+carry meaning, as the pipeline's default stage order does), decorators inside modules that the package
+imports anyway (metrics), or the area CLIs adding their perf commands (``talkbench.perf``).
 """
 
 from __future__ import annotations
