@@ -94,8 +94,8 @@ def register(sub: Any, perf_sub: Any) -> None:
     lb.add_argument("--format", choices=["md", "html", "csv"], default="md")
     lb.add_argument("--out", default=None, help="output file (default reports/leaderboards/<task>.<format>)")
     lb.add_argument("--tracking-uri", default=None)
-    lb.add_argument("--relative", action="store_true", help="Markdown: show each value's difference to the "
-                    "ground-truth reference row (the CSV always has <metric>_minus_reference columns)")
+    lb.add_argument("--relative", action="store_true", help="Markdown and HTML: show each value's difference "
+                    "to the ground-truth reference row (the CSV always has <metric>_minus_reference columns)")
     lb.set_defaults(handler=_leaderboard)
 
     ex = bsub.add_parser("export", help="write one scored run as a self-contained result bundle (.zip) to share",

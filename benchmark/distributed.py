@@ -40,7 +40,7 @@ def _score_part(task_data: dict[str, Any], clip_ids: list[str], spec: str, name:
     pre = Preprocessor(part)
     sub.setup(part)
     try:
-        rows, errors, grids = score_clips(part, sub, metrics, pre, keep, n_grids)
+        rows, errors, grids = score_clips(part, sub, metrics, pre, keep, n_grids, show_progress=False)
     finally:
         pre.close()
         sub.close()
@@ -66,8 +66,11 @@ def evaluate_on_cluster(task: TaskManifest, spec: str, scheduler: str, name: str
                         parts_per_worker: int = 2, allow_code: bool = True) -> EvalResult:
     """Score ``spec`` on ``task`` over the Dask cluster ``scheduler`` (``local[:N]``, ``tcp://host:port`` or
     ``slurm:FILE``); same result as ``evaluate``."""
+    from distributed import as_completed
+
     from talkbench.benchmark.submissions import load_submission
     from talkbench.pipelines.distributor import dask_client, n_workers
+    from talkbench.progress import Progress
 
     t0 = time.perf_counter()
     metrics, unavailable = select_metrics(task, metric_names, device)
@@ -82,6 +85,11 @@ def evaluate_on_cluster(task: TaskManifest, spec: str, scheduler: str, name: str
         parts = parts_of(ids, parts_per_worker * n_workers(client))
         futures = [client.submit(_score_part, task.model_dump(mode="json"), part, spec, name, length_tolerance,
                                  sorted(metrics), videos, device, n_grids, allow_code, pure=False) for part in parts]
+        size = {f.key: len(p) for f, p in zip(futures, parts, strict=True)}
+        with Progress(f"scoring {submission.name} on {n_workers(client)} worker(s)", total=len(ids),
+                      unit="clip") as bar:  # the workers' own displays are off: one display, here
+            for done in as_completed(futures):
+                bar.update(size[done.key])
         results = client.gather(futures)
     rows, errors, grids = [], [], {}
     for r in results:  # parts come back in task order

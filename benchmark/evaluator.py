@@ -172,7 +172,7 @@ def evaluate(task: TaskManifest, submission: Submission, metric_names: list[str]
 
 
 def score_clips(task: TaskManifest, submission: Submission, metrics: dict[str, Metric], pre: Preprocessor,
-                keep: VideoKeeper | None, n_grids: int = 3
+                keep: VideoKeeper | None, n_grids: int = 3, show_progress: bool = True
                 ) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, np.ndarray]]:
     """Every clip of ``task`` (in order): per-clip rows, metric errors, the first ``n_grids`` frame grids.
 
@@ -182,7 +182,7 @@ def score_clips(task: TaskManifest, submission: Submission, metrics: dict[str, M
     rows: list[dict[str, Any]] = []
     metric_errors: list[dict[str, str]] = []
     grids: dict[str, np.ndarray] = {}
-    bar = Progress(f"scoring {submission.name}", total=len(task.clips), unit="clip")
+    bar = Progress(f"scoring {submission.name}", total=len(task.clips), unit="clip", enabled=show_progress)
     try:
         for out in submission.outputs(_inputs(task, pre)):
             row = _score_clip(out, task, pre, metrics, metric_errors, keep)
