@@ -234,3 +234,11 @@ def test_ablation_section_in_a_browser(tmp_path):
     colours = dict(p["colours"])
     assert colours["Δ +2"] == "rgb(23, 128, 61)" and colours["Δ +0.5"] == "rgb(180, 35, 24)"  # green / red
     assert "psnr: 1.00" in p["radar"]  # the ground truth's own profile hover
+
+
+def test_metrics_without_a_profile_score_are_listed_with_the_reason():
+    b = board_of({"gt": {"psnr": 40.0, "lse_d": 8.0}, "a": {"psnr": 30.0, "lse_d": 7.0}})
+    page = to_html(b)
+    off = page.split('<ul class="profile-off">')[1].split("</ul>")[0]
+    assert "<code>lse_d</code>: the ground truth is the worst run" in off and "psnr" not in off
+    assert "lse_d: undefined: the ground truth is the worst run" in html_lib.unescape(page)  # radar hover
