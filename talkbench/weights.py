@@ -75,7 +75,7 @@ WEIGHTS: dict[str, WeightSpec] = {
             filename="syncnet_v2.model",
             url="http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
             licence="syncnet_python (joonson) repository terms; VGG Oxford research release",
-            used_by="lse (LSE-D, LSE-C, AV offset; benchmark/syncnet.py)",
+            used_by="lse and lse-pycrop (LSE-D, LSE-C, AV offset; benchmark/syncnet.py)",
             source="download_model.sh of github.com/joonson/syncnet_python",
         ),
         WeightSpec(
@@ -147,7 +147,7 @@ def missing_message(name: str) -> str:
     s = spec(name)
     where = s.url or s.source
     return (
-        f"weights {name!r} ({s.used_by}) are not in the store {store_dir()}. Get {s.filename!r} from {where} "
+        f"weights {name!r} ({s.used_by}) missing: no file {weight_path(name)}. Get {s.filename!r} from {where} "
         f"and run: talkbench weights import {name} /path/to/{s.filename}"
         + (f"  (or: talkbench weights fetch {name})" if s.url else "")
     )

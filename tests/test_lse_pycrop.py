@@ -92,3 +92,17 @@ def test_lse_pycrop_runs_with_imported_syncnet_weights(tmp_path, monkeypatch) ->
     assert set(cls.directions) <= set(values) and values["lse_pycrop_d"] > 0
     with pytest.raises(ValueError, match="needs the submission's frames"):
         cls(device="cpu").update(ClipPair("c", gen, None, pair.audio))
+
+
+@pytest.mark.parametrize("metric", ["lse", "lse-pycrop", "csim"])
+def test_without_weights_the_reason_names_the_missing_file_and_the_import_command(metric, tmp_path, monkeypatch):
+    from talkbench import weights
+    from talkbench.benchmark.metrics import METRICS
+
+    monkeypatch.setenv("TALKBENCH_WEIGHTS", str(tmp_path / "store"))
+    cls = METRICS.get(metric)
+    reason = cls.unavailable_reason()
+    for name in cls.weights:
+        spec = weights.spec(name)
+        assert str(tmp_path / "store" / spec.filename) in reason  # exactly which file is missing
+        assert f"talkbench weights import {name} /path/to/{spec.filename}" in reason  # and how to import it

@@ -87,11 +87,11 @@ class Metric:
         """
         if not cls.weights:
             return None
-        from talkbench.weights import missing_weights
+        from talkbench.weights import missing_message, missing_weights
 
         missing = missing_weights(cls.weights)
-        if missing:
-            return f"weights missing: {', '.join(missing)} (see `talkbench weights list`)"
+        if missing:  # per file: where it is expected, where to get it, the import command
+            return "; ".join(missing_message(w) for w in missing)
         return None
 
     @classmethod
