@@ -13,7 +13,9 @@ wrong place is silently re-aligned and not penalised. So the task declares the g
   truth's reference crop is made at S x S with the same alignment (its transform scaled by S / size),
   variant ``aligned-crop-S`` (e.g. ``aligned-crop-64`` for the demo's 64 px AU-RGAN).
 
-A submission in neither geometry (another frame size) falls back to each side's own alignment, named
+Frames the size of the source video are cropped with the ground truth's transforms in an ``aligned`` task
+too (the built-in references deliver full frames). A submission in neither geometry falls back to each
+side's own alignment, named
 ``align-per-side`` and counted per run, so the leaderboard can mark it. Landmark metrics (LMD, jitter,
 AUs, pose) keep each side's own tracking: they compare shapes, not pixels.
 """
@@ -63,14 +65,14 @@ def in_reference_geometry(frames: np.ndarray, generated: AlignedVideo, reference
     mouth_hw = reference.mouths.shape[1:3]
     face_m, mouth_m = reference.align_matrix[:n], reference.mouth_matrix[:n]
     hw = tuple(frames.shape[1:3])
-    if geometry == "full" and reference.frame_hw is not None and hw == reference.frame_hw:
-        faces = warp_crops(frames[:n], face_m, size)
-        mouths = warp_crops(frames[:n], mouth_m, mouth_hw)
-        variant = ALIGN_GT
-    elif geometry == "aligned" and hw == size:
+    if geometry == "aligned" and hw == size:
         faces = np.ascontiguousarray(frames[:n])
         mouths = warp_crops(faces, _compose(mouth_m, _invert(face_m)), mouth_hw, antialias=False)
         variant = ALIGNED_CROP
+    elif reference.frame_hw is not None and hw == reference.frame_hw:  # full frames, in either geometry
+        faces = warp_crops(frames[:n], face_m, size)
+        mouths = warp_crops(frames[:n], mouth_m, mouth_hw)
+        variant = ALIGN_GT
     elif geometry == "aligned" and hw[0] == hw[1] and gt_frames is not None and size[0] == size[1]:
         k = hw[0] / size[0]  # the task's alignment at S x S: every transform scaled by S / size
         face_s = face_m * k

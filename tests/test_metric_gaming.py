@@ -138,6 +138,9 @@ def test_aligned_outputs_of_any_size_are_compared_with_a_ground_truth_crop_of_th
     assert np.array_equal(gen.mouths[:, ::2, ::2], out8[:, :4, :4])
     # without the ground truth's frames, or a non-square output: the named per-side fallback
     assert in_reference_geometry(out8, _video(4), ref, "aligned")[2] == "align-per-side"
+    # full frames in an aligned task (the built-in references) are cropped with the ground truth's transform
+    full, _, variant = in_reference_geometry(gt, _video(4), ref, "aligned", gt_frames=gt)
+    assert variant == "align-gt" and np.array_equal(full.faces, gt[:, 20:36, 10:26])
     assert in_reference_geometry(out8[:, :, :6], _video(4), ref, "aligned", gt_frames=gt)[2] == "align-per-side"
 
 

@@ -23,7 +23,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -73,6 +73,9 @@ class ScoringSpec(StrictModel):
     metrics: list[str] | None = Field(None, description="default: every registered metric")
     kind: str = "paired"
     personalize_frames: int | None = Field(None, ge=1, description="personalized tasks: fine-tuning frames per clip")
+    geometry: Literal["full", "aligned"] | None = Field(
+        None, description="the task's output geometry (make-task --geometry): aligned for models that output "
+        "aligned face crops of any size S, scored against a ground-truth crop made at S x S (aligned-crop-S)")
 
 
 class Recipe(StrictModel):
@@ -307,10 +310,11 @@ def make_task(ctx: RecipeContext, name: str, tasks_dir: Path | None) -> Any:
     args += ["--max-clips", str(sc.max_clips)] if sc.max_clips else []
     args += ["--kind", sc.kind] if sc.kind != "paired" else []
     args += ["--personalize-frames", str(sc.personalize_frames)] if sc.personalize_frames else []
+    args += ["--geometry", sc.geometry] if sc.geometry else []
     args += ["--tasks-dir", str(tasks_dir)] if tasks_dir else []
     ctx.echo(f"\n$ {command(args)}")
     stored, path, new = save_task(build_task(ctx.shards, name, split=split, kind=sc.kind, max_clips=sc.max_clips,
-                                             personalize_frames=sc.personalize_frames),
+                                             personalize_frames=sc.personalize_frames, geometry=sc.geometry),
                                   tasks_dir)
     ctx.echo(f"{'wrote' if new else 'unchanged'} task {stored.ref}: {len(stored.clips)} clips -> {path}")
     return stored
