@@ -130,10 +130,13 @@ def syncnet_mfcc(audio_int16_scale: np.ndarray, sr: int = 16_000, numcep: int = 
 
 
 def audio_windows(audio: np.ndarray, n_windows: int, sr: int = 16_000) -> np.ndarray:
-    """(n_windows, 1, 13, 20) MFCC windows; ``audio`` float in [-1, 1] is rescaled to the int16 scale."""
+    """(n_windows, 1, 13, 20) MFCC windows of ``audio`` (float in [-1, 1]) as the int16 samples syncnet_python
+    reads from its wav: scaled by 2^15, rounded and clipped as ffmpeg's float -> s16 conversion does (unrounded
+    samples moved MFCCs of silent frames by up to 0.48)."""
     if sr != 16_000:
         raise ValueError(f"SyncNet needs 16 kHz audio, got {sr} Hz")
-    mfcc = syncnet_mfcc(np.asarray(audio, np.float64) * 32768.0, sr).astype(np.float32)
+    pcm = np.clip(np.rint(np.asarray(audio, np.float64) * 32768.0), -32768, 32767)
+    mfcc = syncnet_mfcc(pcm, sr).astype(np.float32)
     starts = np.arange(n_windows) * MFCC_PER_FRAME
     if n_windows and starts[-1] + MFCC_WINDOW > mfcc.shape[1]:
         raise ValueError(f"audio too short for {n_windows} SyncNet windows")

@@ -68,6 +68,20 @@ def test_syncnet_mfcc_matches_python_speech_features() -> None:
     np.testing.assert_allclose(ours.T, ref, rtol=1e-9, atol=1e-8)
 
 
+def test_syncnet_audio_windows_are_the_int16_samples_syncnet_python_reads() -> None:
+    from talkbench.benchmark.syncnet import audio_windows
+
+    rng = np.random.default_rng(1)
+    audio = np.clip(rng.normal(0, 0.05, 12 * 640), -1, 1).astype(np.float32)
+    audio[:2000] = rng.normal(0, 2e-5, 2000)  # near-silence: sub-LSB values round to 0 in an int16 wav
+    audio[100] = 1.5  # beyond full scale: clipped to 32767, as ffmpeg's float -> s16 does
+    pcm = np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767)  # what wavfile.read returns
+    ref = _psf_mfcc(pcm)  # (n_frames, 13): python_speech_features on those samples
+    win = audio_windows(audio, 7)  # 7 windows of 20 MFCC frames, 4 apart
+    for i in range(7):
+        np.testing.assert_allclose(win[i, 0], ref[4 * i: 4 * i + 20].T.astype(np.float32), rtol=1e-5, atol=1e-4)
+
+
 def _syncnet_python_evaluate(video: np.ndarray, audio: np.ndarray, vshift: int) -> tuple[float, float, int]:
     """syncnet_python's calc_pdist + evaluate, transcribed with loops: (min dist, conf, offset)."""
     win = 2 * vshift + 1
