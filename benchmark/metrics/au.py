@@ -124,26 +124,16 @@ class AUAudioConsistency(Metric):
         **{f"{au}_pred_r": "higher" for au in SPEECH_AUS},
     }
 
-    def __init__(self, device: str | None = None) -> None:
-        super().__init__(device)
-        self.n_without = 0  # scored clips whose submission exposed no predicted AUs
-
     def update(self, pair: ClipPair) -> dict[str, float]:
-        if pair.predicted_aus is None:  # nothing to compare: no value (counted), never a zero
-            self.n_without += 1
+        if pair.predicted_aus is None:  # nothing to compare: no value (counted as undefined), never a zero
             return {}
         return super().update(pair)
 
     def not_scored_reason(self) -> str | None:
-        if not self.n_without:
-            return None
+        # asked only when no clip has a value (a cluster run merges per-clip values, not this object's state)
         return ("the submission exposes no predicted AUs (an adapter's generate_with_aus, or <clip_id>.aus.csv "
                 "beside each video)")
 
     def score(self, pair: ClipPair) -> dict[str, float]:
         assert pair.predicted_aus is not None
         return predicted_vs_seen(pair.predicted_aus, pair.generated.aus, pair.generated.face_found)
-
-    def reset(self) -> None:
-        super().reset()
-        self.n_without = 0
