@@ -9,10 +9,14 @@ strict=True. Input: (N, 3, 112, 112) RGB scaled to [-1, 1]; output: (N, 512) ide
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+WEIGHTS_NAME = "arcface-iresnet50"  # its name in the weights store
 
 LAYERS_R50 = (3, 4, 14, 3)
 
@@ -82,7 +86,48 @@ def blocks_per_layer(state: dict[str, Any]) -> tuple[int, ...]:
 def load_arcface(device: Any = "cpu") -> IResNet:
     from talkbench import weights
 
-    state = weights.load_state_dict("arcface-iresnet50")
+    state = weights.load_state_dict(WEIGHTS_NAME)
     net = IResNet(blocks_per_layer(state), num_features=int(state["fc.weight"].shape[0]))
     net.load_state_dict(state, strict=True)
     return net.to(device).eval()
+
+
+class ArcFaceIdentity:
+    """ArcFace as a generator's identity feature (yi2020's AdaIN): unit embeddings of (N, 3, 112, 112) crops
+    in [-1, 1]; ``dim`` is the file's embedding size."""
+
+    image_size = 112
+
+    def __init__(self, device: Any = "cpu") -> None:
+        self.net = load_arcface(device)
+        self.dim = int(self.net.features.num_features)
+
+    @torch.no_grad()
+    def __call__(self, faces: torch.Tensor) -> torch.Tensor:
+        if faces.shape[-1] != self.image_size:
+            faces = F.interpolate(faces, size=(self.image_size, self.image_size), mode="bilinear",
+                                  align_corners=False, antialias=True)
+        return F.normalize(self.net(faces), dim=1)
+
+
+@functools.lru_cache(maxsize=1)
+def arcface_identity() -> ArcFaceIdentity:
+    """Loaded once per process (personalised tasks ask per clip); ``cache_clear()`` after the store changes."""
+    return ArcFaceIdentity()
+
+
+def identity_source(choice: str, say: Any = None) -> str:
+    """``auto`` -> ``arcface`` when the store has the file, else ``speaker`` (said aloud, naming the missing
+    file); an explicit ``arcface`` without the file raises the store's message (what to get, where)."""
+    from talkbench import weights
+
+    if choice == "auto":
+        if weights.is_present(WEIGHTS_NAME):
+            return "arcface"
+        if say is not None:
+            say(f"identity feature: a speaker embedding trained on the shards ({weights.weight_path(WEIGHTS_NAME)} "
+                f"not found; for ArcFace: talkbench weights import {WEIGHTS_NAME} FILE)")
+        return "speaker"
+    if choice == "arcface":
+        weights.require(WEIGHTS_NAME)
+    return choice

@@ -15,11 +15,21 @@ Loss (their ``atcnet.py`` with ``less_constrain``, ``smooth_loss`` and ``smooth_
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
 from talkbench.config import StrictModel
+from talkbench.errors import ConfigError
+from talkbench.models.data import DataSpec
+from talkbench.models.objective import Objective
+from talkbench.models.registry import ModelSpec
+
+log = logging.getLogger(__name__)
 
 WINDOW_HOPS = 28  # 280 ms of 10 ms hops per video frame: mfcc[(t - 3) * 4 : (t + 4) * 4]
 
@@ -96,3 +106,89 @@ def atc_loss(pred: torch.Tensor, target: torch.Tensor, n_exp: int, cfg: AudioToP
     loss = mse_exp + cfg.pose * mse_pose + cfg.smooth_pose * smooth_pose + cfg.smooth_exp * smooth_exp
     return loss, {"loss": loss.item(), "mse_exp": mse_exp.item(), "mse_pose": mse_pose.item(),
                   "smooth_pose": smooth_pose.item(), "smooth_exp": smooth_exp.item()}
+
+
+# ---------------------------------------------------------------------------- training (talkbench train)
+class AudioToPoseTrainLoss(AudioToPoseLossConfig):
+    face3d: str = Field("", description="the face3d artifact whose 70-d coefficients are the targets (talkbench "
+                        "train face3d; the yi2020 recipe's face3d step); empty: fit one on the training split "
+                        "(closed form; a yi2020 bundle then needs that same fit, so pass the artifact)")
+
+
+class AudioToPoseObjective(Objective):
+    """ATC-net on the shards: MFCC windows -> the face3d coefficients of the tracked landmarks and pose,
+    normalised with the face3d artifact's statistics. The targets are derived, so the objective builds its
+    dataset (:meth:`make_dataset`, the training loop's hook) from the shards' landmarks, pose and MFCC."""
+
+    LossConfig = AudioToPoseTrainLoss
+
+    def __init__(self, model_cfg, loss_cfg, data_cfg):
+        super().__init__(model_cfg, loss_cfg, data_cfg)
+        self._face3d: Any = None
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(windows=True)
+
+    def face3d(self, index: Any) -> Any:
+        """The artifact (or a fit on the training split), checked against the model's expression size."""
+        if self._face3d is None:
+            from talkbench.models import face3d as f3
+            from talkbench.models import yi2020_data
+
+            if self.loss_cfg.face3d:
+                m = f3.Face3D.load(self.loss_cfg.face3d)
+            else:
+                log.warning("loss.face3d not set: fitting face3d on the training split (pass the artifact to "
+                            "bundle this checkpoint into yi2020)")
+                clips = yi2020_data.targets_from_shards(index.root, self.data_cfg.split, images=False)
+                m = f3.fit([yi2020_data.clip_shapes(t) for t in clips], n_exp=self.model_cfg.n_exp)
+            if m.n_exp != self.model_cfg.n_exp or self.model_cfg.n_pose != f3.TARGET_DIM_POSE:
+                raise ConfigError(f"face3d {self.loss_cfg.face3d or '(fitted)'} has {m.n_exp} expression components "
+                                  f"+ {f3.TARGET_DIM_POSE} pose; set model.n_exp={m.n_exp} model.n_pose=6")
+            self._face3d = m
+        return self._face3d
+
+    def make_dataset(self, index: Any, spec: DataSpec, cfg: Any, *, split: str, train: bool, rank: int = 0,
+                     world_size: int = 1, batch_size: int = 1, skip_batches: int = 0) -> Any:
+        from talkbench.models import yi2020_data as data
+
+        m3 = self.face3d(index)
+        clips = []
+        for t in data.targets_from_shards(index.root, split, tuple(cfg.statuses), images=False):
+            y, _ = data.coefficients(m3, t)
+            clips.append({"windows": data.mfcc_blocks(t.mfcc, self.model_cfg.window_hops),
+                          "targets": m3.normalise(y), "mask": t.valid})
+        return data.ClipSlices(clips, cfg.seq_len, train, cfg.seed, rank, batch_size, skip_batches)
+
+    def random_batch(self, seq_len: int, batch_size: int) -> dict[str, torch.Tensor]:
+        """Random tensors of a batch's shapes (``talkbench perf training``)."""
+        c = self.model_cfg
+        return {"windows": torch.randn(batch_size, seq_len, c.n_coeffs, c.window_hops),
+                "targets": torch.randn(batch_size, seq_len, c.n_exp + c.n_pose),
+                "mask": torch.ones(batch_size, seq_len, dtype=torch.bool)}
+
+    def loss(self, group, parts, batch):
+        pred = parts["model"](batch["windows"].float())
+        return atc_loss(pred, batch["targets"].float(), self.model_cfg.n_exp, self.loss_cfg, batch["mask"])
+
+    @torch.no_grad()
+    def validate(self, model, batches):
+        logs = [atc_loss(model(b["windows"].float()), b["targets"].float(), self.model_cfg.n_exp, self.loss_cfg,
+                         b["mask"])[1] for b in batches]
+        out = {f"val_{k}": float(np.mean([g[k] for g in logs])) for k in ("mse_pose", "mse_exp", "loss")}
+        pred = torch.cat([model(b["windows"].float())[..., self.model_cfg.n_exp :][b["mask"]] for b in batches])
+        out["val_pose_std"] = float(pred[:, :3].std(0).mean()) if len(pred) > 1 else float("nan")  # flat = 0
+        return out
+
+
+SPEC = ModelSpec(
+    module=AudioToPose, config=AudioToPoseConfig, objective=AudioToPoseObjective,
+    description="Yi 2020 ATC-net (seed 001): 28 x 12 MFCC blocks -> 64 face3d expression + 6 pose coefficients "
+                "per frame (CNN, FC, 3-layer LSTM); the targets come from a face3d artifact (loss.face3d).",
+    defaults=("data.seq_len=16", "train.batch_size=16", "train.lr=0.0002", "train.betas=[0.5,0.999]"),
+    tiny=("model.conv_channels=[4,4,8,8,8]", "model.fc_dims=[32]", "model.lstm_hidden=16", "model.n_exp=16",
+          "data.seq_len=8"),
+    small=("model.conv_channels=[32,64,128,128,256]", "model.fc_dims=[1024,256]"),
+    overfit=((), 60, 1e-2, 2),
+    extra={"shards": "face_mesh"},  # tests: shards of real tracked faces (face3d needs real landmarks and pose)
+)

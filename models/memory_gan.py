@@ -24,13 +24,23 @@ encoder so results do not depend on the batch size.
 
 from __future__ import annotations
 
+import logging
+from typing import Any, Literal
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from talkbench.config import StrictModel
+from talkbench.errors import ConfigError
+from talkbench.models.data import DataSpec
 from talkbench.models.layers import norm
+from talkbench.models.objective import Objective
+from talkbench.models.registry import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 class MemoryConfig(StrictModel):
@@ -274,3 +284,185 @@ def generator_loss(out: dict[str, torch.Tensor], real: torch.Tensor, d_fake: tor
 def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+
+
+# ---------------------------------------------------------------------------- training (talkbench train)
+class MemoryGANTrainConfig(MemoryGANConfig):
+    """The GAN plus where its identity feature comes from (the trained checkpoint records the resolved one)."""
+
+    identity: Literal["auto", "arcface", "speaker"] = Field(
+        "auto", description="AdaIN identity feature: ArcFace (arcface-iresnet50 in the weights store), a speaker-ID "
+        "embedding trained here on the shards, or auto (ArcFace when the store has it)")
+    n_speakers: int = Field(256, ge=1, description="speaker classes of the embedding (>= the shards' speakers)")
+    speaker_dim_base: int = Field(32, ge=1)
+
+
+class MemoryGANModel(nn.Module):
+    """What ``talkbench train memory_gan`` trains: the GAN, and the speaker embedding when ArcFace is absent.
+    ``identity: auto`` is resolved here, so the checkpoint's config says which feature was used."""
+
+    Config = MemoryGANTrainConfig
+
+    def __init__(self, cfg: MemoryGANTrainConfig):
+        super().__init__()
+        from talkbench.models.arcface import arcface_identity, identity_source
+
+        source = identity_source(cfg.identity, log.warning)
+        update: dict[str, Any] = {"identity": source}
+        if source == "arcface" and cfg.identity == "auto":
+            update["id_dim"] = arcface_identity().dim
+        self.cfg = cfg = cfg.model_copy(update=update)
+        if source == "arcface" and cfg.id_dim != arcface_identity().dim:
+            raise ConfigError(f"model.id_dim={cfg.id_dim} but ArcFace gives {arcface_identity().dim}-d features")
+        self.gan = MemoryGAN(MemoryGANConfig.model_validate(cfg.model_dump(include=set(MemoryGANConfig.model_fields))))
+        self.speaker = (SpeakerEmbedding(cfg.n_speakers, cfg.id_dim, cfg.speaker_dim_base, min(64, cfg.image_size))
+                        if source == "speaker" else None)
+
+
+class _GeneratorSide(nn.Module):
+    """The generator and the memory's query encoder as one trainable part (one optimizer, DDP-wrappable)."""
+
+    def __init__(self, gan: MemoryGAN):
+        super().__init__()
+        self.generator, self.query = gan.generator, gan.query
+        self.n_window = gan.cfg.n_window
+
+    def forward(self, rendered: torch.Tensor, ident: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        image, mask = self.generator(rendered, ident)
+        frames = mask * rendered[:, -3:] + (1 - mask) * image
+        return {"frames": frames, "image": image, "mask": mask}, self.query(rendered)
+
+
+class MemoryGANLossTrainConfig(MemoryGANLossConfig):
+    face3d: str = Field("", description="the face3d artifact whose coefficients are rendered (talkbench train "
+                        "face3d); empty: fit one on the training split (closed form)")
+    render: Literal["shaded", "sketch"] = "shaded"
+
+
+class MemoryGANObjective(Objective):
+    """The memory GAN on the shards: each clip's frames rendered from its face3d coefficients (its own vertex
+    colours) -> its head crops. Groups: generator (+ query encoder: GAN + L1 + mask terms + the memory's
+    margin loss), discriminator (PatchGAN), speaker (cross-entropy, without ArcFace); after each step the
+    memory takes the batch's (query, identity) pairs."""
+
+    LossConfig = MemoryGANLossTrainConfig
+
+    def __init__(self, model_cfg, loss_cfg, data_cfg):
+        super().__init__(model_cfg, loss_cfg, data_cfg)
+        self._model: MemoryGANModel | None = None
+        self._face3d: Any = None
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._gen = torch.Generator().manual_seed(data_cfg.seed)
+
+    @property
+    def groups(self) -> tuple[str, ...]:  # type: ignore[override]
+        speaker = self._model.speaker is not None if self._model is not None else self.model_cfg.identity == "speaker"
+        return ("generator", "discriminator", "speaker") if speaker else ("generator", "discriminator")
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec()
+
+    def parts(self, model: MemoryGANModel) -> dict[str, nn.Module]:
+        self._model = model
+        parts: dict[str, nn.Module] = {"generator": _GeneratorSide(model.gan), "discriminator": model.gan.discriminator}
+        if model.speaker is not None:
+            parts["speaker"] = model.speaker
+        return parts
+
+    def make_dataset(self, index: Any, spec: DataSpec, cfg: Any, *, split: str, train: bool, rank: int = 0,
+                     world_size: int = 1, batch_size: int = 1, skip_batches: int = 0) -> Any:
+        from talkbench.models import face3d as f3
+        from talkbench.models import yi2020_data as data
+
+        clips = data.targets_from_shards(index.root, split, tuple(cfg.statuses))
+        if self._face3d is None:
+            self._face3d = (f3.Face3D.load(self.loss_cfg.face3d) if self.loss_cfg.face3d
+                            else f3.fit([data.clip_shapes(t) for t in clips]))
+        speakers = sorted({c["speaker_id"] or c["clip_id"] for c in index.clips})
+        if len(speakers) > self.model_cfg.n_speakers:
+            raise ConfigError(f"{len(speakers)} speakers in {index.root}; set model.n_speakers={len(speakers)}")
+        size, out = self.model_cfg.image_size, []
+        for t in clips:
+            y, neutral = data.coefficients(self._face3d, t)
+            rendered = data.render(self._face3d, data.appearance_of(t, neutral), y, size, self.loss_cfg.render,
+                                   crop_matrices=t.crop_matrix)
+            real = t.crops if t.crops.shape[1] == size else _resize(t.crops, size)
+            label = speakers.index(t.speaker) if t.speaker in speakers else 0
+            out.append({"rendered": rendered, "real": real, "speaker": np.full(len(t), label, np.int64),
+                        "mask": t.valid})
+        return data.ClipSlices(out, self.model_cfg.n_window, train, cfg.seed, rank, batch_size, skip_batches)
+
+    def random_batch(self, seq_len: int, batch_size: int) -> dict[str, torch.Tensor]:
+        """Random tensors of a batch's shapes (``talkbench perf training``)."""
+        s, w = self.model_cfg.image_size, self.model_cfg.n_window
+        return {"rendered": torch.randint(0, 255, (batch_size, w, s, s, 3), dtype=torch.uint8),
+                "real": torch.randint(0, 255, (batch_size, w, s, s, 3), dtype=torch.uint8),
+                "speaker": torch.zeros(batch_size, w, dtype=torch.long), "mask": torch.ones(batch_size, w, dtype=torch.bool)}
+
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rendered window (B, 3 Nw, S, S), the newest real frame (B, 3, S, S), its identity feature)."""
+        rend = batch["rendered"].float().div(127.5).sub(1).permute(0, 1, 4, 2, 3).flatten(1, 2)
+        real = batch["real"][:, -1].float().div(127.5).sub(1).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            if self._model.speaker is not None:
+                ident = self._model.speaker(real)
+            else:
+                from talkbench.models.arcface import arcface_identity
+
+                ident = arcface_identity()(real.cpu()).to(real.device)
+        return rend, real, ident
+
+    def loss(self, group, parts, batch):
+        rend, real, ident = self._inputs(batch)
+        if group == "speaker":
+            logits = parts["speaker"].classifier(parts["speaker"](real) * 8.0)
+            loss = F.cross_entropy(logits, batch["speaker"][:, -1])
+            return loss, {"speaker_ce": loss.item()}
+        if group == "discriminator":
+            with torch.no_grad():
+                fake = parts["generator"](rend, ident)[0]["frames"]
+            d = parts["discriminator"]
+            loss = discriminator_loss(d(torch.cat([rend, real], 1)), d(torch.cat([rend, fake], 1)))
+            return loss, {"d_loss": loss.item()}
+        out, query = parts["generator"](rend, ident)
+        loss, logs = generator_loss(out, real, parts["discriminator"](torch.cat([rend, out["frames"]], 1)), self.loss_cfg)
+        memory = self._model.gan.memory
+        if self._model.gan.cfg.memory.enabled and self.loss_cfg.memory > 0:
+            margin = memory.margin_loss(query, ident)
+            loss = loss + self.loss_cfg.memory * margin
+            logs["memory_margin"] = margin.item()
+        self._last = (query.detach(), ident)
+        return loss, logs
+
+    def after_step(self) -> None:
+        if self._last is not None and self._model.gan.cfg.memory.enabled:
+            self._model.gan.memory.update(*self._last, generator=self._gen)
+
+    @torch.no_grad()
+    def validate(self, model, batches):
+        l1 = []
+        for b in batches:
+            rend, real, ident = self._inputs(b)
+            l1.append(float((model.gan(rend, model.gan.identity_for(rend, ident))["frames"] - real).abs().mean()))
+        return {"val_l1": float(np.mean(l1))}
+
+
+def _resize(crops: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+
+
+SPEC = ModelSpec(
+    module=MemoryGANModel, config=MemoryGANTrainConfig, objective=MemoryGANObjective,
+    description="Yi 2020 memory-augmented GAN (seed 001): 3 rendered face3d frames -> the photo-real frame (AdaIN "
+                "U-Net from an ArcFace or speaker-embedding identity, attention mask, PatchGAN, key-value memory).",
+    defaults=("data.seq_len=3", "train.batch_size=8", "train.lr=0.0002", "train.betas=[0.5,0.999]"),
+    tiny=("model.image_size=32", "model.base_channels=8", "model.levels=4", "model.id_dim=16", "model.disc_channels=8",
+          "model.disc_layers=2", "model.memory.slots=64", "model.memory.key_dim=16", "model.memory.top_k=8",
+          "model.speaker_dim_base=8", "model.identity=speaker"),
+    small=("model.image_size=128", "model.base_channels=32", "model.levels=7", "model.id_dim=256",
+           "model.disc_channels=32", "model.memory.slots=4096", "model.memory.key_dim=256", "model.memory.top_k=64"),
+    seq_len=3, overfit=(("loss.gan=0", "loss.memory=0"), 60, 3e-3, 2),
+    extra={"shards": "face_mesh"},  # tests: real tracked faces (the renders need real landmarks and pose)
+)

@@ -221,7 +221,10 @@ def measure_one(name: str, size: str, steps: int, batch_size: int, device: str,
         overrides.append(f"loss.au_classifier_checkpoint={tmp.name}/cls")
     cfg = load_run_config(name, None, overrides)
     model, obj, parts, opts = _setup(name, cfg, dev, cfg.train.channels_last)
-    batch = {k: v.to(dev) for k, v in _random_batch(obj.data_spec(), seq_len, batch_size, cfg.data.window_hops).items()}
+    random_batch = getattr(obj, "random_batch", None)  # objectives with derived targets give their own shapes
+    batch = random_batch(seq_len, batch_size) if random_batch else _random_batch(obj.data_spec(), seq_len, batch_size,
+                                                                                cfg.data.window_hops)
+    batch = {k: v.to(dev) for k, v in batch.items()}
     bf16 = dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

@@ -77,6 +77,8 @@ MODELS.register("sync_expert", lazy="talkbench.models.sync_expert:SPEC")
 MODELS.register("au_attention", lazy="talkbench.models.au_attention:SPEC")
 MODELS.register("face_autoencoder", lazy="talkbench.models.face_autoencoder:SPEC")
 MODELS.register("mftfg", lazy="talkbench.models.mftfg:SPEC")
+MODELS.register("audio_to_pose", lazy="talkbench.models.audio_to_pose:SPEC")
+MODELS.register("memory_gan", lazy="talkbench.models.memory_gan:SPEC")
 MODELS.register("yi2020", lazy="talkbench.models.yi2020:SPEC")
 
 

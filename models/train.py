@@ -280,7 +280,10 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     index = ShardIndex(cfg.data.shards)
     index.check_speaker_disjoint(cfg.data.split, cfg.data.val_split)
     spec = objective.data_spec()
-    ds = make_dataset(index, spec, cfg.data, split=cfg.data.split, train=True, rank=rank, world_size=world,
+    # an objective whose targets are derived from the shards (yi2020's audio_to_pose: face3d coefficients)
+    # builds its own dataset, with make_dataset's signature and resume contract (skip_batches)
+    make = getattr(objective, "make_dataset", None) or make_dataset
+    ds = make(index, spec, cfg.data, split=cfg.data.split, train=True, rank=rank, world_size=world,
                       batch_size=tc.batch_size, skip_batches=start_step)
     loader = make_loader(ds, tc.batch_size, cfg.data.num_workers, pin_memory=device.type == "cuda", seed=tc.seed)
     batches = iter(loader)
@@ -288,7 +291,7 @@ def _train(model_name: str, cfg: Any, resume: str | Path | None, rank: int, worl
     if rank == 0 and not index.units(cfg.data.val_split, cfg.data.statuses):
         log.warning("no clips in split %r: no validation metrics", cfg.data.val_split)
     elif rank == 0:
-        val_ds = make_dataset(index, spec, cfg.data, split=cfg.data.val_split, train=False)
+        val_ds = make(index, spec, cfg.data, split=cfg.data.val_split, train=False)
         for i, b in enumerate(make_loader(val_ds, tc.batch_size, 0)):
             if i >= tc.val_batches:
                 break

@@ -21,7 +21,6 @@ held: expression only from audio), ``no_personalisation`` (no fine-tuning).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -38,7 +37,7 @@ from pydantic import Field
 from talkbench.config import StrictModel
 from talkbench.errors import TalkbenchError
 from talkbench.models import face3d as f3
-from talkbench.models import mesh_render
+from talkbench.models.arcface import WEIGHTS_NAME, arcface_identity, identity_source
 from talkbench.models.audio_to_pose import AudioToPose, AudioToPoseConfig, AudioToPoseLossConfig, atc_loss
 from talkbench.models.memory_gan import (
     MemoryGAN,
@@ -49,8 +48,21 @@ from talkbench.models.memory_gan import (
     generator_loss,
 )
 from talkbench.models.registry import ModelSpec
-from talkbench.pipelines.stages.head import head_box_matrix  # one owner: the pipeline's head stage
-from talkbench.schema import FPS, HOPS_PER_FRAME, MFCC_DIM, SAMPLE_RATE
+from talkbench.models.yi2020_data import (  # noqa: F401  (re-exported: the seed's public names)
+    Appearance,
+    ClipSlices,
+    Target,
+    appearance_of,
+    clip_shapes,
+    coefficients,
+    head_box_matrix,
+    mfcc_blocks,
+    prepare_target,
+    render,
+    target_from_arrays,
+    targets_from_shards,
+)
+from talkbench.schema import FPS, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +94,12 @@ class Yi2020Config(StrictModel):
     gan: MemoryGANConfig = Field(default_factory=MemoryGANConfig)
     gan_loss: MemoryGANLossConfig = Field(default_factory=MemoryGANLossConfig)
     speaker_dim_base: int = Field(32, ge=1)
+    face3d_artifact: str = Field("", description="a trained face3d artifact (talkbench train face3d) instead of "
+                                 "fitting one here (the recipe's face3d step)")
+    audio_to_pose_checkpoint: str = Field("", description="a trained audio_to_pose checkpoint (talkbench train "
+                                          "audio_to_pose, on the same face3d) instead of training the audio net here")
+    memory_gan_checkpoint: str = Field("", description="a trained memory_gan checkpoint (talkbench train memory_gan, "
+                                       "on the same face3d) instead of training the GAN and speaker embedding here")
     identity: Literal["auto", "arcface", "speaker"] = Field(
         "auto", description="the AdaIN identity feature: ArcFace (arcface-iresnet50 from the weights store), a "
         "speaker-ID embedding trained on the shards, or auto (ArcFace when the store has it); a trained "
@@ -135,213 +153,12 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------- head crops
-
-
-# ---------------------------------------------------------------------------- a prepared target
-@dataclass
-class Target:
-    """One video through the pipeline's face and audio functions, with head crops."""
-
-    landmarks: np.ndarray  # (T, 478, 3) source pixels
-    pose: np.ndarray  # (T, 6)
-    valid: np.ndarray  # (T,) bool
-    mfcc: np.ndarray  # (T, 48) per-frame MFCC rows as the shards store them
-    crops: np.ndarray  # (T, S, S, 3) uint8 head crops
-    crop_matrix: np.ndarray  # (T, 2, 3) source -> crop (the same matrix on every frame for head crops)
-    frame_hw: tuple[int, int]
-    fov: float = 63.0
-    audio: np.ndarray | None = None
-    speaker: str = ""
-    frames: np.ndarray | None = None  # full frames (only for a target video, to blend into)
-
-    def __len__(self) -> int:
-        return len(self.pose)
-
-    def head(self, n: int) -> Target:
-        """The first n frames."""
-        sl = slice(0, n)
-        return Target(self.landmarks[sl], self.pose[sl], self.valid[sl], self.mfcc[sl], self.crops[sl],
-                      self.crop_matrix[sl], self.frame_hw, self.fov,
-                      None if self.audio is None else self.audio[: round(n / FPS * SAMPLE_RATE)], self.speaker,
-                      None if self.frames is None else self.frames[sl])
-
-
-def prepare_target(video: str | Path, head_size: int, margin: float = 1.5, pipeline_config: dict | None = None,
-                   keep_frames: bool = True, max_frames: int | None = None) -> Target:
-    """Decode a video (its first ``max_frames`` frames) and run the pipeline's face tracking, pose and MFCC
-    on it; cut head crops."""
-    from talkbench.media import read_av
-
-    av = read_av(video, max_frames=max_frames)
-    if av.audio is None:
-        raise TalkbenchError(f"{video}: no audio stream (the target's speech is needed to fine-tune)")
-    return target_from_arrays(av.frames, av.audio, head_size, margin, pipeline_config, keep_frames, Path(video).stem)
-
-
-def target_from_arrays(frames: np.ndarray, audio: np.ndarray, head_size: int, margin: float = 1.5,
-                       pipeline_config: dict | None = None, keep_frames: bool = True, name: str = "target") -> Target:
-    """(T, H, W, 3) uint8 frames at 25 fps + 16 kHz audio -> a :class:`Target` (the benchmark's
-    ``personalize(frames, audio)`` entry uses this)."""
-    from talkbench.pipelines.audio import mfcc_from_audio
-    from talkbench.pipelines.face import FaceProcessor, FaceSettings, warp_crops
-
-    pc = pipeline_config or {}
-    settings = FaceSettings.model_validate({k: pc.get(k, {}) for k in ("landmarks", "pose")})
-    pose_cfg = settings.pose
-    with FaceProcessor(settings, FPS) as face:
-        out = face.process(frames, aus=False).as_dict()
-    valid = np.asarray(out["face_found"], bool)
-    if not valid.any():
-        raise TalkbenchError(f"{name}: no face found")
-    m = head_box_matrix(out["landmarks"], valid, head_size, margin)
-    mats = np.repeat(m[None], len(valid), 0)
-    crops = warp_crops(frames, mats, (head_size, head_size))
-    audio = np.asarray(audio, np.float32).reshape(-1)[: round(len(valid) / FPS * SAMPLE_RATE)]
-    mfcc = mfcc_from_audio(audio, SAMPLE_RATE, len(valid), pc.get("audio_features"))
-    return Target(out["landmarks"], out["pose"], valid, mfcc, crops, mats, tuple(frames.shape[1:3]),
-                  pose_cfg.vertical_fov_deg, audio, name, frames if keep_frames else None)
-
-
-def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[str, ...] = ("ok", "partial"),
-                        max_clips: int | None = None) -> list[Target]:
-    """The shards' clips as Targets: the ``head`` crops when the shards have them (schema >= 1.1), else
-    the aligned ``face`` crops with their per-frame ``align_matrix`` (pose then is invisible in the
-    crops, but renders and crops still correspond pixel for pixel)."""
-    import cv2
-    import pyarrow.parquet as pq
-
-    from talkbench.models.data import ShardIndex
-    from talkbench.schema import frame_array, image_column
-
-    index = ShardIndex(root)
-    names = set(pq.read_schema(index.frame_files[0]).names)
-    has_head = "head" in names and "head_matrix" in names  # schema >= 1.1; older shards: face crops only
-    cols = ["face_found", "landmarks", "yaw", "pitch", "roll", "tx", "ty", "tz", "mfcc", "face", "align_matrix"]
-    cols += ["head", "head_matrix"] if has_head else []
-    clips = {c["clip_id"]: c for c in index.reader.clips(["clip_id", "speaker_id", "source_height",
-                                                           "source_width", "rotation"]).to_pylist()}
-    fov = float((index.manifest.get("config") or {}).get("pose", {}).get("vertical_fov_deg", 63.0))
-    out = []
-    for unit in index.units(split, list(statuses))[:max_clips]:
-        t = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=cols)
-        n = t.num_rows
-        lm = frame_array(t.column("landmarks"), "landmarks")
-        pose = np.stack([t.column(c).to_numpy(zero_copy_only=False) for c in ("yaw", "pitch", "roll", "tx", "ty", "tz")], 1)
-        valid = t.column("face_found").to_numpy(zero_copy_only=False).astype(bool) & np.isfinite(pose).all(1)
-        valid &= np.isfinite(lm).all(axis=(1, 2))
-        if valid.sum() < 2:
-            continue
-        use_head = has_head and t.column("head").null_count < n  # a clip prepared without the head stage
-        img_col, mat_col = ("head", "head_matrix") if use_head else ("face", "align_matrix")
-        mats = frame_array(t.column(mat_col), mat_col)
-        blobs = image_column(t.column(img_col))
-        first = next(b for b in blobs if b is not None)
-        size = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR).shape[0]
-        crops = np.zeros((n, size, size, 3), np.uint8)
-        for i, b in enumerate(blobs):
-            if b is not None:
-                crops[i] = cv2.cvtColor(cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        c = clips.get(unit.clip_id, {})
-        h, w = c.get("source_height"), c.get("source_width")
-        if not h or not w:
-            raise TalkbenchError(f"{root}: clip {unit.clip_id} has no source size (needed to undo the pose's camera)")
-        if (c.get("rotation") or 0) in (90, 270):
-            h, w = w, h
-        try:
-            mfcc = frame_array(t.column("mfcc"), "mfcc").reshape(n, HOPS_PER_FRAME * MFCC_DIM)
-        except ValueError:  # null rows (no audio features)
-            mfcc = np.zeros((n, 48), np.float32)
-        out.append(Target(lm.astype(np.float32), pose.astype(np.float32), valid, mfcc, crops, mats.astype(np.float64),
-                          (int(h), int(w)), fov, None, c.get("speaker_id") or unit.clip_id))
-    if not out:
-        raise TalkbenchError(f"{root}: no usable clips in split {split!r}")
-    return out
-
-
 # ---------------------------------------------------------------------------- the 3-D face of a target
-def clip_shapes(t: Target) -> f3.ClipShapes:
-    v = t.valid
-    return f3.ClipShapes("", f3.frontalise(t.landmarks[v], t.pose[v], t.frame_hw[0], t.fov), t.pose[v])
-
-
 def fit_face3d(targets: list[Target], cfg: Yi2020Config) -> f3.Face3D:
     return f3.fit([clip_shapes(t) for t in targets], cfg.n_id, cfg.n_exp, cfg.face3d_ridge)
 
 
-def coefficients(model: f3.Face3D, t: Target, neutral: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(T, 70) targets (expression from the frontalised landmarks, stored pose; invalid frames filled
-    from the nearest valid one) and the neutral used."""
-    cs = clip_shapes(t)
-    neutral = cs.neutral if neutral is None else neutral
-    exp = np.zeros((len(t), model.n_exp))
-    exp[t.valid] = model.expression_coefficients(cs.shapes, neutral)
-    pose = t.pose.astype(np.float64).copy()
-    idx = np.flatnonzero(t.valid)
-    nearest = idx[np.clip(np.searchsorted(idx, np.arange(len(t))), 0, len(idx) - 1)]
-    exp, pose = exp[nearest], pose[nearest]
-    return model.targets(exp, pose), neutral
-
-
-@dataclass
-class Appearance:
-    """What the renderer needs of one person: neutral shape, vertex colours, camera and crop geometry."""
-
-    neutral: np.ndarray  # (468, 3) head coordinates
-    colours: np.ndarray  # (468, 3) RGB
-    crop_matrix: np.ndarray  # (2, 3) source -> crop
-    crop_size: int
-    frame_hw: tuple[int, int]
-    fov: float
-
-    def save(self) -> dict[str, np.ndarray]:
-        return {"neutral": self.neutral, "colours": self.colours, "crop_matrix": self.crop_matrix,
-                "crop_size": np.array(self.crop_size), "frame_hw": np.array(self.frame_hw), "fov": np.array(self.fov)}
-
-    @classmethod
-    def load(cls, d: Any) -> Appearance:
-        return cls(np.asarray(d["neutral"]), np.asarray(d["colours"]), np.asarray(d["crop_matrix"]),
-                   int(d["crop_size"]), tuple(int(v) for v in d["frame_hw"]), float(d["fov"]))
-
-
-def appearance_of(t: Target, neutral: np.ndarray, frames: int | None = None) -> Appearance:
-    """Vertex colours = median over (up to 50 of) the frames of the crop pixel under each real landmark."""
-    from talkbench.pipelines.face import apply_affine
-
-    idx = np.flatnonzero(t.valid[:frames])
-    idx = idx[np.linspace(0, len(idx) - 1, min(50, len(idx))).astype(int)]
-    pts = apply_affine(t.crop_matrix[idx], t.landmarks[idx, : mesh_render.N_MESH, :2].astype(np.float64))
-    colours = mesh_render.sample_vertex_colours(t.crops[idx], pts)
-    return Appearance(neutral, colours, t.crop_matrix[idx[0]], t.crops.shape[1], t.frame_hw, t.fov)
-
-
-def render(model: f3.Face3D, app: Appearance, targets70: np.ndarray, size: int, mode: str = "shaded",
-           crop_matrices: np.ndarray | None = None) -> np.ndarray:
-    """(T, 70) expression + pose -> (T, size, size, 3) uint8 renders in crop coordinates."""
-    from talkbench.pipelines.face import apply_affine
-
-    t70 = np.asarray(targets70, np.float64)
-    shapes = model.reconstruct(app.neutral, t70[:, : model.n_exp])
-    px = f3.to_pixels(shapes, t70[:, model.n_exp :], app.frame_hw, app.fov)
-    mats = np.repeat(app.crop_matrix[None], len(t70), 0) if crop_matrices is None else np.asarray(crop_matrices)
-    k = size / app.crop_size
-    xy = apply_affine(mats.astype(np.float64), px[..., :2]) * k
-    scale = np.sqrt(np.abs(np.linalg.det(mats[:, :, :2])))[:, None, None] * k
-    verts = np.concatenate([xy, px[..., 2:] * scale], axis=-1)
-    out = np.zeros((len(t70), size, size, 3), np.uint8)
-    for i, v in enumerate(verts):
-        out[i] = (mesh_render.render_sketch(v, (size, size)) if mode == "sketch"
-                  else mesh_render.render_shaded(v, app.colours, (size, size)))[0]
-    return out
-
-
 # ---------------------------------------------------------------------------- tensors
-def _windows(mfcc: np.ndarray, hops: int) -> np.ndarray:
-    from talkbench.pipelines.audio import mfcc_windows
-
-    return mfcc_windows(mfcc, n_hops=hops)  # (T, 12, hops)
-
-
 def _img(x: np.ndarray, size: int) -> torch.Tensor:
     """(..., S, S, 3) uint8 -> (..., 3, size, size) float in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(x)).float().div(127.5).sub(1)
@@ -503,23 +320,7 @@ def train_speaker(net: SpeakerEmbedding, faces: list[np.ndarray], labels: list[i
     return losses
 
 
-ARCFACE = "arcface-iresnet50"  # the weights-store name
-
-
-class ArcFaceIdentity:
-    """ArcFace (models/arcface.py, weights from the store) as the identity feature: unit embeddings of
-    crops resized to its 112 px input."""
-
-    image_size = 112
-
-    def __init__(self) -> None:
-        from talkbench.models.arcface import load_arcface
-
-        self.net = load_arcface()
-        self.dim = int(self.net.features.num_features)
-
-    def __call__(self, faces: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(faces), dim=1)
+ARCFACE = WEIGHTS_NAME
 
 
 def resolve_identity(cfg: Yi2020Config, say: Any = None) -> Yi2020Config:
@@ -528,32 +329,19 @@ def resolve_identity(cfg: Yi2020Config, say: Any = None) -> Yi2020Config:
     from talkbench import weights
 
     say = say or log.info
-    choice = cfg.identity
-    if choice == "auto":
-        choice = "arcface" if weights.is_present(ARCFACE) else "speaker"
-        if choice == "speaker":
-            say(f"identity feature: a speaker embedding trained on the shards ({weights.weight_path(ARCFACE)} "
-                f"not found; for ArcFace: talkbench weights import {ARCFACE} FILE)")
+    choice = identity_source(cfg.identity, say)
     if choice == "arcface":
-        weights.require(ARCFACE)  # an explicit choice with no file: the store's message says what to get
-        dim = _arcface().dim
+        dim = arcface_identity().dim
         say(f"identity feature: ArcFace ({weights.weight_path(ARCFACE)}, {dim}-d)")
         return cfg.model_copy(update={"identity": "arcface", "gan": cfg.gan.model_copy(update={"id_dim": dim})})
     return cfg.model_copy(update={"identity": "speaker"})
 
 
-@functools.lru_cache(maxsize=1)
-def _arcface() -> ArcFaceIdentity:
-    return ArcFaceIdentity()  # loaded once per process (personalised tasks call it per clip)
-
-
 def identity_encoder(cfg: Yi2020Config, speaker: SpeakerEmbedding) -> Any:
     """The network behind the identity feature a checkpoint was trained with."""
     if cfg.identity == "arcface":
-        from talkbench import weights
-
-        weights.require(ARCFACE)  # this checkpoint was trained with ArcFace: without it, say which file
-        return _arcface()
+        identity_source("arcface")  # trained with ArcFace: without the file, say which one is missing
+        return arcface_identity()
     return speaker
 
 
@@ -616,14 +404,36 @@ def train_general(shards: str | Path, cfg: Yi2020Config, split: str = "train", m
     t0 = time.perf_counter()
     targets = targets_from_shards(shards, split, max_clips=max_clips)
     say(f"yi2020: {len(targets)} clips from {shards}")
-    model3d = fit_face3d(targets, cfg)
-    say(f"face3d: {model3d.report}")
+    if cfg.face3d_artifact:  # the recipe's face3d step (talkbench train face3d)
+        model3d = f3.Face3D.load(cfg.face3d_artifact)
+        cfg = cfg.model_copy(update={"n_exp": model3d.n_exp, "n_id": model3d.n_id})
+        say(f"face3d: {cfg.face3d_artifact}")
+    else:
+        model3d = fit_face3d(targets, cfg)
+        say(f"face3d: {model3d.report}")
+    a2p_trained = None
+    if cfg.audio_to_pose_checkpoint:  # the recipe's audio_to_pose step (talkbench train audio_to_pose)
+        a2p_trained = _trained_audio_net(cfg.audio_to_pose_checkpoint, cfg.face3d_artifact, model3d.n_exp)
+        cfg = cfg.model_copy(update={"audio_to_pose": a2p_trained.cfg})
     speakers = sorted({t.speaker for t in targets})
+    gan_trained = None
+    if cfg.memory_gan_checkpoint:  # the recipe's memory_gan step (talkbench train memory_gan)
+        gan_trained = _trained_gan(cfg.memory_gan_checkpoint, cfg.face3d_artifact, cfg.render, say)
+    if gan_trained is not None:
+        g = gan_trained.cfg
+        cfg = cfg.model_copy(update={"identity": g.identity, "speaker_dim_base": g.speaker_dim_base,
+                                     "gan": MemoryGANConfig.model_validate(g.model_dump(include=set(MemoryGANConfig.model_fields)))})
     cfg = resolve_identity(cfg, say)
-    a2p, gan, spk = build_nets(cfg, len(speakers))
+    n_speakers = gan_trained.cfg.n_speakers if gan_trained is not None else len(speakers)
+    a2p, gan, spk = build_nets(cfg, n_speakers)
     hist: dict[str, Any] = {"face3d": model3d.report, "identity_feature": ARCFACE if cfg.identity == "arcface"
                             else "speaker embedding trained on the shards"}
-    if cfg.identity == "speaker":
+    if gan_trained is not None:
+        gan.load_state_dict(gan_trained.gan.state_dict())
+        if gan_trained.speaker is not None:
+            spk.load_state_dict(gan_trained.speaker.state_dict())
+        hist["memory_gan"] = cfg.memory_gan_checkpoint
+    elif cfg.identity == "speaker":
         hist["speaker_loss"] = train_speaker(spk, [t.crops[t.valid] for t in targets],
                                              [speakers.index(t.speaker) for t in targets], cfg.speaker, cfg.seed)
     ident_net = identity_encoder(cfg, spk)
@@ -631,13 +441,18 @@ def train_general(shards: str | Path, cfg: Yi2020Config, split: str = "train", m
     seqs, gan_data = [], []
     for t in targets:
         y, neutral = coefficients(model3d, t)
-        seqs.append((_windows(t.mfcc, hops), model3d.normalise(y), t.valid))
-        app = appearance_of(t, neutral)
-        rendered = render(model3d, app, y, cfg.gan.image_size, cfg.render, crop_matrices=t.crop_matrix)
-        gan_data.append((rendered, t.crops, identity_feature(ident_net, t.crops[t.valid])))
-    hist["audio_loss"] = train_audio(a2p, seqs, cfg.general_audio, cfg.audio_loss, cfg.n_exp, cfg.seq_len, cfg.seed)
+        seqs.append((mfcc_blocks(t.mfcc, hops), model3d.normalise(y), t.valid))
+        if gan_trained is None:  # renders only to train the GAN here
+            app = appearance_of(t, neutral)
+            rendered = render(model3d, app, y, cfg.gan.image_size, cfg.render, crop_matrices=t.crop_matrix)
+            gan_data.append((rendered, t.crops, identity_feature(ident_net, t.crops[t.valid])))
+    if a2p_trained is not None:
+        a2p.load_state_dict(a2p_trained.state_dict())
+        hist["audio_loss"], hist["audio_to_pose"] = [], cfg.audio_to_pose_checkpoint
+    else:
+        hist["audio_loss"] = train_audio(a2p, seqs, cfg.general_audio, cfg.audio_loss, cfg.n_exp, cfg.seq_len, cfg.seed)
     say(f"audio_to_pose: {len(hist['audio_loss'])} steps, last loss {hist['audio_loss'][-1]:.4g}" if hist["audio_loss"] else "audio_to_pose: 0 steps")
-    gan_logs = train_gan(gan, gan_data, cfg.general_gan, cfg.gan_loss, cfg.seed)
+    gan_logs = train_gan(gan, gan_data, cfg.general_gan, cfg.gan_loss, cfg.seed) if gan_trained is None else []
     hist["gan_l1"] = [g["l1"] for g in gan_logs]
     say(f"memory_gan: {len(gan_logs)} steps" + (f", last L1 {gan_logs[-1]['l1']:.4g}" if gan_logs else ""))
     hist["elapsed_s"] = time.perf_counter() - t0
@@ -646,6 +461,39 @@ def train_general(shards: str | Path, cfg: Yi2020Config, split: str = "train", m
     pc = ShardIndex(shards).manifest.get("config") or {}
     return Yi2020(cfg, model3d, a2p, gan, spk, pipeline_config={k: pc[k] for k in ("landmarks", "pose", "audio_features")
                                                                  if k in pc}, history=hist)
+
+
+def _trained_audio_net(path: str, face3d_artifact: str, n_exp: int) -> AudioToPose:
+    """An ``audio_to_pose`` checkpoint for the bundle: its targets must be this bundle's face3d coefficients."""
+    from talkbench.models.checkpoint import load_model
+
+    net, meta = load_model(path, expect="audio_to_pose")
+    trained_on = json.loads(meta.get("run_config", "{}")).get("loss", {}).get("face3d", "")
+    if not face3d_artifact or not trained_on or Path(trained_on).resolve() != Path(face3d_artifact).resolve():
+        raise TalkbenchError(f"{path} was trained on face3d {trained_on or '(fitted on the fly)'}; the bundle needs "
+                             f"the same artifact: set face3d_artifact={trained_on or 'ARTIFACT'} (and train "
+                             "audio_to_pose with loss.face3d=ARTIFACT)")
+    if net.cfg.n_exp != n_exp or net.cfg.n_pose != f3.TARGET_DIM_POSE:
+        raise TalkbenchError(f"{path}: {net.cfg.n_exp} + {net.cfg.n_pose} outputs, face3d has {n_exp} + 6")
+    return net
+
+
+def _trained_gan(path: str, face3d_artifact: str, render_mode: str, say: Any) -> Any:
+    """A ``memory_gan`` checkpoint for the bundle (None when it was trained on another render mode: the
+    sketch ablation then trains its GAN here). Its renders must come from this bundle's face3d."""
+    from talkbench.models.checkpoint import load_model
+
+    model, meta = load_model(path, expect="memory_gan")
+    loss = json.loads(meta.get("run_config", "{}")).get("loss", {})
+    trained_on = loss.get("face3d", "")
+    if not face3d_artifact or not trained_on or Path(trained_on).resolve() != Path(face3d_artifact).resolve():
+        raise TalkbenchError(f"{path} was trained on face3d {trained_on or '(fitted on the fly)'}; the bundle needs "
+                             f"the same artifact: set face3d_artifact={trained_on or 'ARTIFACT'} (and train "
+                             "memory_gan with loss.face3d=ARTIFACT)")
+    if loss.get("render", "shaded") != render_mode:
+        say(f"{path} was trained on {loss.get('render', 'shaded')} renders: training the GAN here on {render_mode}")
+        return None
+    return model
 
 
 # ---------------------------------------------------------------------------- personalisation
@@ -684,7 +532,7 @@ def personalize(general: Yi2020, video: str | Path | Target, frames: int = 300,
     hist: dict[str, Any] = {"frames": len(part)}
     if cfg.ablation != "no_personalisation":
         hops = cfg.audio_to_pose.window_hops
-        hist["audio_loss"] = train_audio(a2p, [(_windows(part.mfcc, hops), m3.normalise(y), part.valid)],
+        hist["audio_loss"] = train_audio(a2p, [(mfcc_blocks(part.mfcc, hops), m3.normalise(y), part.valid)],
                                          cfg.finetune_audio, cfg.audio_loss, cfg.n_exp, cfg.seq_len, cfg.seed)
         rendered = render(m3, app, y, cfg.gan.image_size, cfg.render)
         ft_loss = cfg.gan_loss.model_copy(update={"mask": cfg.finetune_mask})
@@ -708,7 +556,7 @@ def predict_coefficients(model: Yi2020, audio: np.ndarray) -> np.ndarray:
     if n < 1:
         raise TalkbenchError("the audio is shorter than one video frame")
     mfcc = mfcc_from_audio(np.asarray(audio, np.float32), SAMPLE_RATE, n, model.pipeline_config.get("audio_features"))
-    win = torch.from_numpy(_windows(mfcc, model.cfg.audio_to_pose.window_hops))[None]
+    win = torch.from_numpy(mfcc_blocks(mfcc, model.cfg.audio_to_pose.window_hops))[None]
     z = model.audio_net.eval()(win)[0].numpy()  # the LSTM runs over the whole clip (state carried)
     y = model.face3d.denormalise(z)
     if model.cfg.ablation == "no_pose" and model.poses is not None and len(model.poses):
@@ -849,6 +697,20 @@ def recipe_step(step: Any, ctx: Any) -> Path:
     model = train_general(ctx.shards, cfg, progress=ctx.echo)
     return model.save(out)
 
+
+def _check_step(step: Any) -> None:
+    """Recipe check hook of the yi2020 and face3d step kinds: the overrides resolve into a valid config before anything trains."""
+    from talkbench.config import apply_overrides
+
+    over = apply_overrides({}, list(step.overrides))
+    over.pop("out", None)
+    if step.kind == "yi2020":
+        preset(over.pop("preset", "tiny"), over)
+    else:
+        Yi2020Config.model_validate(over)
+
+
+recipe_step.check = _check_step  # type: ignore[attr-defined]
 
 SPEC = ModelSpec(
     module=Yi2020, config=Yi2020Config, objective=None, generate=generate, generate_options=Yi2020Options,

@@ -176,3 +176,28 @@ def train_face3d(shards: str, out: str, overrides: list[str]) -> int:
     print(json.dumps(model.report, indent=2))
     print(f"wrote {path}")
     return 0
+
+
+# ---------------------------------------------------------------------------- recipe step
+def face3d_step(step: Any, ctx: Any) -> Path:
+    """The ``face3d`` recipe step kind: ``talkbench train face3d`` (closed form) on the recipe's shards;
+    ``step.overrides`` are Yi2020Config fields (n_exp, n_id, face3d_ridge). Returns the artifact."""
+    from talkbench.models.face3d import ARTIFACT
+
+    out = Path(ctx.work) / step.name
+    if (out / ARTIFACT).is_file():
+        ctx.echo(f"{step.name}: done earlier ({out / ARTIFACT})")
+        return out / ARTIFACT
+    flags = " ".join(f"-o {o}" for o in step.overrides)
+    ctx.echo(f"\n$ talkbench train face3d --shards {ctx.shards} -o out={out} {flags}".rstrip())
+    train_face3d(str(ctx.shards), str(out), list(step.overrides))
+    return out / ARTIFACT
+
+
+def _check_face3d_step(step: Any) -> None:
+    from talkbench.models.yi2020 import _check_step
+
+    _check_step(step)
+
+
+face3d_step.check = _check_face3d_step  # type: ignore[attr-defined]

@@ -23,7 +23,8 @@ def first_batch(cfg: Any, name: str, shards: Path, batch_size: int = 4) -> tuple
     from talkbench.models.data import ShardIndex, make_dataset, make_loader
 
     obj = MODELS.get(name).objective(cfg.model, cfg.loss, cfg.data)
-    ds = make_dataset(ShardIndex(shards), obj.data_spec(), cfg.data, split="train", train=True, batch_size=batch_size)
+    make = getattr(obj, "make_dataset", None) or make_dataset  # as the training loop does
+    ds = make(ShardIndex(shards), obj.data_spec(), cfg.data, split="train", train=True, batch_size=batch_size)
     return obj, next(iter(make_loader(ds, batch_size, 0)))
 
 

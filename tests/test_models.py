@@ -18,7 +18,23 @@ NAMES = trainable_names()  # every model the loop trains gets every generic test
 
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory):
-    return write_shards(tmp_path_factory.mktemp("shards"), n_frames=24)
+    """name -> the shards its tests read: synthetic ones, or (spec ``extra["shards"] == "face_mesh"``) real
+    tracked fixture faces, for models whose targets come from face3d (real landmarks and pose)."""
+    made = {}
+
+    def get(name: str):
+        kind = MODELS.get(name).extra.get("shards", "synthetic")
+        if kind not in made:
+            root = tmp_path_factory.mktemp(kind)
+            if kind == "face_mesh":
+                from yi2020_fixtures import write_fixture_shards
+
+                made[kind] = write_fixture_shards(root)
+            else:
+                made[kind] = write_shards(root, n_frames=24)
+        return made[kind]
+
+    return get
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -29,7 +45,7 @@ def test_forward_backward_shapes(name, shards):
     cfg = tiny(name)
     torch.manual_seed(0)
     model = MODELS.get(name).build(cfg.model)
-    obj, batch = first_batch(cfg, name, shards)
+    obj, batch = first_batch(cfg, name, shards(name))
     b = 4
     if name == "au_classifier":
         with torch.no_grad():
@@ -44,6 +60,9 @@ def test_forward_backward_shapes(name, shards):
         out = model(torch.randn(b, 3, 32, 32), batch["windows"])
         assert out["frames"].shape == (b, 4, 3, 32, 32) and out["au_intensity"].shape == (b, 4, 2)
         assert model.discriminator(out["frames"][:, 0], torch.randn(b, 3, 32, 32)).shape[:2] == (b, 1)
+    elif name == "audio_to_pose":  # tiny: 8-frame sequences of 12 x 28 MFCC blocks -> 16 + 6 face3d targets
+        assert batch["windows"].shape == (b, 8, 12, 28) and batch["targets"].shape == (b, 8, 22)
+        assert model(batch["windows"]).shape == (b, 8, 22)
     elif name == "sync_expert":
         assert batch["mouth"].shape == (b, 5, 3, 16, 32) and batch["audio"].shape == (b, 12, 20)
         mouths = batch["mouth"].float() / 127.5 - 1
@@ -142,7 +161,7 @@ def test_overfitting_one_batch_lowers_the_loss_5x(name, shards):
     cfg = tiny(name, *extra)
     torch.manual_seed(0)
     model = MODELS.get(name).build(cfg.model)
-    obj, batch = first_batch(cfg, name, shards, batch_size)
+    obj, batch = first_batch(cfg, name, shards(name), batch_size)
     group = obj.groups[0]
     opt = torch.optim.Adam(obj.parts(model)[group].parameters(), lr=lr)
     losses = []

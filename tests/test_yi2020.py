@@ -205,8 +205,10 @@ def test_recipe_run_yi2020_tiny_on_cpu(general, tmp_path, monkeypatch, capsys):
 
     _, shards = general
     plans = plan_steps(load_recipe("yi2020"), "tiny", ablations=True, gpu=False)
-    assert [p.variant for p in plans] == [None, "no_memory", "sketch", "no_pose", "no_personalisation"]
-    assert plans[0].overrides == ["preset=tiny"] and "render=sketch" in plans[2].overrides
+    assert [(p.name, p.kind) for p in plans[:4]] == [("face3d", "face3d"), ("audio_to_pose", "train"),
+                                                      ("memory_gan", "train"), ("yi2020", "yi2020")]
+    assert [p.variant for p in plans[3:]] == [None, "no_memory", "sketch", "no_pose", "no_personalisation"]
+    assert plans[3].overrides == ["preset=tiny"] and "render=sketch" in plans[5].overrides
     # the training step is the `yi2020 train` the `general` fixture already ran (same function, same preset):
     # its checkpoint in the work folder makes the recipe skip it, so this test pays for scoring only
     import shutil
@@ -230,6 +232,9 @@ def test_recipe_run_yi2020_tiny_on_cpu(general, tmp_path, monkeypatch, capsys):
     assert main(args) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "yi2020: done earlier" in out and "--kind personalized --personalize-frames 40" in out
+    # the chain before the bundle: face3d (closed form), then audio_to_pose through `talkbench train`
+    assert "$ talkbench train face3d" in out and "loss.face3d=" in out
+    assert "$ talkbench train audio_to_pose" in out and "$ talkbench train memory_gan" in out
     board = (tmp_path / "reports" / "leaderboards" / "yi1.md").read_text()
     assert "ground-truth" in board and "yi2020 (tiny)" in board
 
@@ -242,11 +247,11 @@ def test_arcface_identity_feature_when_the_store_has_it(general, tmp_path, monke
 
     from talkbench import weights
     from talkbench.errors import TalkbenchError
-    from talkbench.models.arcface import IResNet
+    from talkbench.models.arcface import IResNet, arcface_identity
 
     _, shards = general
     monkeypatch.setenv("TALKBENCH_WEIGHTS", str(tmp_path / "store"))
-    Y._arcface.cache_clear()
+    arcface_identity.cache_clear()
     fast = {"general_audio": {"steps": 1}, "general_gan": {"steps": 1}, "speaker": {"steps": 1}}
     said: list[str] = []
     m = Y.train_general(shards, Y.preset("tiny", fast), progress=said.append)
@@ -257,11 +262,18 @@ def test_arcface_identity_feature_when_the_store_has_it(general, tmp_path, monke
     net = IResNet(layers=(1, 1, 1, 1), num_features=8).eval()  # insightface's key scheme, tiny
     torch.save(net.state_dict(), tmp_path / "backbone.pth")
     weights.import_weights(Y.ARCFACE, str(tmp_path / "backbone.pth"))
-    Y._arcface.cache_clear()
+    arcface_identity.cache_clear()
     m = Y.train_general(shards, Y.preset("tiny", fast), progress=said.append)
     assert m.cfg.identity == "arcface" and m.cfg.gan.id_dim == 8 and "speaker_loss" not in m.history
     back = Y.Yi2020.load(m.save(tmp_path / "ck"))
     assert back.cfg.identity == "arcface" and back.history["identity_feature"] == Y.ARCFACE
+    # memory_gan trained by `talkbench train` resolves `identity: auto` the same way, and records it
+    from shards_factory import tiny_config
+
+    from talkbench.models.registry import MODELS
+
+    gan_model = MODELS.get("memory_gan").build(tiny_config("memory_gan", "model.identity=auto").model)
+    assert gan_model.cfg.identity == "arcface" and gan_model.cfg.id_dim == 8 and gan_model.speaker is None
     # personalising takes the target's identity from ArcFace: the network's mean unit embedding of its crops
     d = tracked_clips()[VOX.stem]
     target = Y.target_from_arrays(d["frames"][:30], d["audio"][: 30 * 640], back.cfg.head_size, back.cfg.head_margin)
@@ -277,3 +289,63 @@ def test_arcface_identity_feature_when_the_store_has_it(general, tmp_path, monke
     monkeypatch.setenv("TALKBENCH_WEIGHTS", str(tmp_path / "empty"))
     with pytest.raises(TalkbenchError, match=Y.ARCFACE):
         Y.personalize(back, target, 30, {"ablation": "no_personalisation"})
+
+
+def test_train_the_parts_with_the_shared_loop_then_bundle_them(general, tmp_path, monkeypatch):
+    """`talkbench train audio_to_pose`: the shared loop (MLflow, --max-steps, exact --resume) on the face3d
+    coefficients of real tracked faces; `talkbench train memory_gan` on their renders; the yi2020 bundle
+    then takes both checkpoints instead of training its own parts."""
+    import mlflow
+    from safetensors.torch import load_file
+
+    from talkbench.models.checkpoint import load_state
+    from talkbench.models.registry import MODELS
+
+    _, shards = general
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("TALKBENCH_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    assert main(["train", "face3d", "--shards", str(shards), "-o", "out=f3", "-o", "n_exp=16", "-o", "n_id=8"]) == 0
+    face3d = str(tmp_path / "f3" / "face3d.safetensors")
+    over = [*MODELS.get("audio_to_pose").tiny, f"loss.face3d={face3d}", "train.out_dir=runs", "data.num_workers=0",
+            "train.checkpoint_every=2", "train.val_every=0", "train.batch_size=2", "train.lr=0.003", "train.log_every=1"]
+    base = ["train", "audio_to_pose", "--shards", str(shards), *[x for o in over for x in ("-o", o)]]
+    assert main([*base, "--run-name", "r", "--max-steps", "2"]) == 0
+    assert main([*base, "--run-name", "r", "--max-steps", "4", "--resume"]) == 0
+    assert main([*base, "--run-name", "u", "--max-steps", "4"]) == 0
+    resumed, whole = tmp_path / "runs/audio_to_pose/r/step_0000004", tmp_path / "runs/audio_to_pose/u/step_0000004"
+    a, b = load_file(str(resumed / "model.safetensors")), load_file(str(whole / "model.safetensors"))
+    assert all(torch_equal(a[k], b[k]) for k in a)  # resuming draws exactly the samples an unbroken run does
+    run_id = load_state(resumed)["mlflow_run_id"]
+    steps = [m.step for m in mlflow.tracking.MlflowClient().get_metric_history(run_id, "mse_pose")]
+    assert max(steps) == 4 and 1 in steps  # one MLflow run across the resume
+
+    # memory_gan through the same loop: renders of the face3d coefficients -> head crops, speaker identity
+    over = [*MODELS.get("memory_gan").tiny, f"loss.face3d={face3d}", "train.out_dir=runs", "data.num_workers=0",
+            "train.val_every=0", "train.batch_size=2", "train.mlflow=false"]
+    assert main(["train", "memory_gan", "--shards", str(shards), "--run-name", "g", "--max-steps", "2",
+                 *[x for o in over for x in ("-o", o)]]) == 0
+    gan_ckpt = tmp_path / "runs/memory_gan/g/step_0000002"
+    g = load_file(str(gan_ckpt / "model.safetensors"))
+    assert any(k.startswith("speaker.") for k in g) and any(k.startswith("gan.memory.") for k in g)
+
+    fast = {"general_gan": {"steps": 1}, "speaker": {"steps": 1}, "face3d_artifact": face3d,
+            "audio_to_pose_checkpoint": str(resumed), "memory_gan_checkpoint": str(gan_ckpt)}
+    bundle = Y.train_general(shards, Y.preset("tiny", fast))
+    assert bundle.history["audio_to_pose"] == str(resumed) and bundle.history["audio_loss"] == []
+    assert all(torch_equal(v, a[k]) for k, v in bundle.audio_net.state_dict().items())
+    assert bundle.history["memory_gan"] == str(gan_ckpt) and bundle.history["gan_l1"] == []
+    assert all(torch_equal(v, g[f"gan.{k}"]) for k, v in bundle.gan.state_dict().items())
+    assert all(torch_equal(v, g[f"speaker.{k}"]) for k, v in bundle.speaker_net.state_dict().items())
+    assert bundle.cfg.identity == "speaker"  # what the memory_gan checkpoint recorded
+    import shutil
+
+    other = shutil.copy(face3d, tmp_path / "other.safetensors")
+    with pytest.raises(Exception, match="same artifact"):  # an audio net trained against another face3d
+        Y.train_general(shards, Y.preset("tiny", {**fast, "face3d_artifact": str(other)}))
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return bool(torch.equal(x, y))

@@ -253,6 +253,7 @@ def check_plans(plans: list[StepPlan]) -> None:
 STEP_KINDS: Registry[Callable[[StepPlan, RecipeContext], Path]] = Registry("recipe step kind")
 STEP_KINDS.register("train", lazy="talkbench.app.recipes:train_step")
 STEP_KINDS.register("yi2020", lazy="talkbench.models.yi2020:recipe_step")
+STEP_KINDS.register("face3d", lazy="talkbench.models.yi2020_cli:face3d_step")
 
 
 def run_steps(plans: list[StepPlan], ctx: RecipeContext) -> None:
@@ -264,7 +265,7 @@ def run_steps(plans: list[StepPlan], ctx: RecipeContext) -> None:
             continue
         ctx.announce(f"{step.kind} {step.name}" + (f" (ablation {step.variant} of {step.base})" if step.variant else ""))
         needs = [f"{key}={ctx.checkpoints[dep]}" for key, dep in _needs(ctx.recipe, step.base).items()
-                 if _has_key(step.model, key)]  # a variant training another model takes what it has
+                 if step.kind != "train" or _has_key(step.model, key)]  # a variant training another model takes what it has
         step.overrides = [*needs, *step.overrides]
         ckpt = STEP_KINDS.get(step.kind)(step, ctx)
         ctx.checkpoints[step.name] = ckpt
