@@ -18,8 +18,8 @@ def register(sub: Any, perf_sub: Any) -> None:
         description="One explicit training loop for every model. Runs are tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db); checkpoints go to train.out_dir/MODEL/RUN/step_N.",
     )
-    t.add_argument("model", choices=[*names, "face3d"],
-                   help="a registered model, or face3d (seed 001's linear face model: closed-form fit, "
+    t.add_argument("model", choices=names,
+                   help="a registered model (closed-form ones such as face3d fit in one pass: "
                    "-o out=DIR -o n_exp=64 -o n_id=40 -o face3d_ridge=1.0)")
     t.add_argument("--shards", required=True, help="prepared shard folder (talkbench prepare output)")
     t.add_argument("--config", default=None, help="YAML with model/loss/data/train sections (configs/models/*.yaml)")
@@ -107,10 +107,9 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = list(args.override) + [f"{key}={getattr(args, flag)}" for flag, key in TRAIN_FLAGS.items()
                                        if getattr(args, flag) is not None]
-    if args.model == "face3d":
-        from talkbench.models.yi2020_cli import train_face3d
-
-        return train_face3d(args.shards, "runs/face3d", overrides)
+    fit = MODELS.get(args.model).fit
+    if fit is not None:  # a closed-form model (face3d): one pass, its own -o keys, no training loop
+        return fit(args.shards, f"runs/{args.model}", list(args.override))
     cfg = load_run_config(args.model, args.config, overrides, shards=args.shards)
     if args.print_config:
         print(yaml.safe_dump({"name": args.model, **cfg.model_dump(mode="json")}, sort_keys=False), end="")

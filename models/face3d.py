@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from talkbench.config import StrictModel
 from talkbench.errors import TalkbenchError
 from talkbench.facemesh import RIGID_POINTS  # the points the pose stage fits: nose, eye corners, forehead
 
@@ -38,6 +40,14 @@ TARGET_DIM_POSE = 6
 POSE_STD_FLOOR = np.array([2.0, 2.0, 2.0, 0.5, 0.5, 0.5])
 
 ARTIFACT = "face3d.safetensors"
+
+
+class Face3DConfig(StrictModel):
+    """``talkbench train face3d -o key=value`` (and the recipe's face3d step)."""
+
+    n_id: int = Field(40, ge=1, description="identity components (at most clips - 1)")
+    n_exp: int = Field(64, ge=1, description="expression components (Yi et al.: 64)")
+    face3d_ridge: float = Field(1.0, ge=0.0, description="ridge strength of the closed-form coefficients")
 
 
 # ---------------------------------------------------------------------------- pose <-> pixels

@@ -40,6 +40,8 @@ class ModelSpec:
     #: fine-tuned on that target (benchmark personalized tasks call it per clip, before generate)
     personalize: Callable[..., Any] | None = None
     reference: bool = True  # generate uses inputs.identity (False: the model draws its own target person)
+    #: closed-form models (face3d): (shards, out_dir, overrides) -> exit code; ``talkbench train NAME`` calls it
+    fit: Callable[..., int] | None = None
     description: str = ""
     defaults: tuple[str, ...] = ()
     tiny: tuple[str, ...] = ()
@@ -77,6 +79,7 @@ MODELS.register("sync_expert", lazy="talkbench.models.sync_expert:SPEC")
 MODELS.register("au_attention", lazy="talkbench.models.au_attention:SPEC")
 MODELS.register("face_autoencoder", lazy="talkbench.models.face_autoencoder:SPEC")
 MODELS.register("mftfg", lazy="talkbench.models.mftfg:SPEC")
+MODELS.register("face3d", lazy="talkbench.models.yi2020_cli:FACE3D_SPEC")
 MODELS.register("audio_to_pose", lazy="talkbench.models.audio_to_pose:SPEC")
 MODELS.register("memory_gan", lazy="talkbench.models.memory_gan:SPEC")
 MODELS.register("yi2020", lazy="talkbench.models.yi2020:SPEC")

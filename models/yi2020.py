@@ -62,6 +62,7 @@ from talkbench.models.yi2020_data import (  # noqa: F401  (re-exported: the seed
     target_from_arrays,
     targets_from_shards,
 )
+from talkbench.progress import track
 from talkbench.schema import FPS, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def train_audio(net: AudioToPose, seqs: list[tuple[np.ndarray, np.ndarray, np.nd
     opt = _adam(net.parameters(), sc)
     net.train()
     losses = []
-    for _ in range(sc.steps):
+    for _ in track(range(sc.steps), "audio_to_pose", unit="step"):
         w, y, m = (torch.from_numpy(x) for x in _draw(usable, sc.batch_size, seq_len, rng, per_frame=3))
         loss, _ = atc_loss(net(w), y, n_exp, loss_cfg, m)
         opt.zero_grad(set_to_none=True)
@@ -308,7 +309,7 @@ def train_speaker(net: SpeakerEmbedding, faces: list[np.ndarray], labels: list[i
     opt = _adam(net.parameters(), sc)
     net.train()
     losses = []
-    for _ in range(sc.steps):
+    for _ in track(range(sc.steps), "speaker embedding", unit="step"):
         pick = rng.integers(0, len(faces), sc.batch_size)
         x = torch.stack([_img(faces[i][rng.integers(len(faces[i]))], net.image_size) for i in pick])
         loss = F.cross_entropy(net.classifier(net(x) * 8.0), torch.tensor([labels[i] for i in pick]))
@@ -368,7 +369,7 @@ def train_gan(gan: MemoryGAN, data: list[tuple[np.ndarray, np.ndarray, np.ndarra
     gen = torch.Generator().manual_seed(seed)
     gan.train()
     logs = []
-    for _ in range(sc.steps):
+    for _ in track(range(sc.steps), "memory_gan", unit="step"):
         rend, real, ident = _draw(tensors, sc.batch_size, 1, rng, per_frame=2)
         rend, real = rend[:, 0], real[:, 0]  # one frame (its rendered window) per draw
         out = gan(rend, ident)
@@ -707,7 +708,7 @@ def _check_step(step: Any) -> None:
     if step.kind == "yi2020":
         preset(over.pop("preset", "tiny"), over)
     else:
-        Yi2020Config.model_validate(over)
+        f3.Face3DConfig.model_validate(over)
 
 
 recipe_step.check = _check_step  # type: ignore[attr-defined]

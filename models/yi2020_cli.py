@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from talkbench.config import add_override_arg
+from talkbench.perf import add_perf_command
 
 
 def register(sub: Any, perf_sub: Any) -> None:
@@ -38,15 +39,22 @@ def register(sub: Any, perf_sub: Any) -> None:
     p.add_argument("--out", required=True, help="personalised checkpoint folder to write")
     p.set_defaults(handler=_personalize)
 
-    f = perf_sub.add_parser("render", help="seed 001: mesh rasteriser frames/s and face3d fitting frames/s, each "
-                            "beside the naive per-triangle / per-frame loop in the same run")
+    f = add_perf_command(perf_sub, "render", "talkbench.models.yi2020_cli:_perf_render", in_all=False,
+                         help="seed 001: mesh rasteriser frames/s and face3d fitting frames/s, each beside the naive "
+                         "per-triangle / per-frame loop in the same run")
     f.add_argument("--video", default="../shared/fixtures/wild/voxceleb_741400163.mp4",
                    help="a talking-face video whose tracked mesh is rendered (default: the VoxCeleb fixture)")
     f.add_argument("--size", type=int, default=128, help="render side in pixels")
     f.add_argument("--frames", type=int, default=20)
     f.add_argument("--naive-frames", type=int, default=2)
-    f.add_argument("--out-dir", default="reports/perf")
-    f.set_defaults(handler=_perf_render)
+
+
+def _say(message: str) -> None:
+    """A stage's message (face3d report, losses), beside the loops' one progress display; silent with -q."""
+    from talkbench.progress import is_quiet
+
+    if not is_quiet():
+        print(message, flush=True)
 
 
 def _overrides(items: list[str]) -> dict[str, Any]:
@@ -59,7 +67,7 @@ def _train_general(args: argparse.Namespace) -> int:
     from talkbench.models import yi2020
 
     cfg = yi2020.preset(args.preset, _overrides(args.override))
-    model = yi2020.train_general(args.shards, cfg, args.split, args.max_clips, progress=print)
+    model = yi2020.train_general(args.shards, cfg, args.split, args.max_clips, progress=_say)
     print(f"wrote {model.save(args.out)}")
     return 0
 
@@ -79,7 +87,7 @@ def _personalize(args: argparse.Namespace) -> int:
     if args.preset:
         p = yi2020.preset(args.preset)
         over = {k: getattr(p, k) for k in ("finetune_audio", "finetune_gan", "finetune_mask")}
-    personal, _ = yi2020.personalize(general, args.video, args.frames, over, progress=print)
+    personal, _ = yi2020.personalize(general, args.video, args.frames, over, progress=_say)
     print(f"wrote {personal.save(args.out)}")
     return 0
 
@@ -150,12 +158,13 @@ def _perf_render(args: argparse.Namespace) -> int:
 
 def train_face3d(shards: str, out: str, overrides: list[str]) -> int:
     """``talkbench train face3d --shards DIR``: fit on the train split, report on val (or train)."""
+    from talkbench.config import build
     from talkbench.models import face3d as f3
     from talkbench.models import yi2020
 
     ov = _overrides(overrides)
     out_dir = ov.pop("out", None) or out
-    cfg = yi2020.Yi2020Config.model_validate(ov)
+    cfg = build(f3.Face3DConfig, ov, source="train face3d -o")
     train = yi2020.targets_from_shards(shards, "train")
     model = yi2020.fit_face3d(train, cfg)
     try:
@@ -201,3 +210,20 @@ def _check_face3d_step(step: Any) -> None:
 
 
 face3d_step.check = _check_face3d_step  # type: ignore[attr-defined]
+
+
+def _face3d_spec() -> Any:
+    from talkbench.models.face3d import Face3D, Face3DConfig
+    from talkbench.models.registry import ModelSpec
+
+    return ModelSpec(module=Face3D, config=Face3DConfig, objective=None, fit=train_face3d,
+                     description="seed 001's linear 3-D face model on MediaPipe's mesh (closed form: PCA + ridge); "
+                                 "talkbench train face3d --shards DIR -o out=DIR -o n_exp=64")
+
+
+
+def __getattr__(name: str) -> Any:
+    """``FACE3D_SPEC`` (the registry's lazy entry) is built on first use, so ``talkbench --help`` stays light."""
+    if name == "FACE3D_SPEC":
+        return _face3d_spec()
+    raise AttributeError(name)
