@@ -138,7 +138,11 @@ def perf_render(video: str, size: int = 128, frames: int = 20, naive_frames: int
     t0 = time.perf_counter()
     model.expression_coefficients_naive(shapes[:200], neutral)
     fit_naive = 200 / (time.perf_counter() - t0)
+    import os
+
     results = {
+        # the box is shared: its load beside the numbers (1-minute load average, cores)
+        "load_avg_1m": round(os.getloadavg()[0], 2), "cores": os.cpu_count(),
         "rasteriser": {"size": size, "video": Path(video).name, "triangles": int(len(tris)), "frames_per_s": vec, "naive_frames_per_s": naive,
                        "speedup": vec / naive, "naive": "per-triangle, per-pixel Python loop with a depth test"},
         "face3d_fit": {"frames_per_s": fit_vec, "naive_frames_per_s": fit_naive, "speedup": fit_vec / fit_naive,
