@@ -4,6 +4,10 @@ Rows come from the task's MLflow experiment (finished ``bench`` runs that no lat
 each row's numbers, directions and unavailable metrics come from the run's record (``results.json``,
 :mod:`talkbench.benchmark.records`), never from MLflow parameter names. Rendering is
 :mod:`talkbench.benchmark.leaderboard`'s job.
+
+The ablation section comes from the records too: a ``recipe run`` submission's record names its recipe
+step and ablation variant (``RunRecord.recipe``), and a variant that scored no clip is a ``bench-unscored``
+run (or a bundle of one) whose record says why; it is listed in the section, never ranked.
 """
 
 from __future__ import annotations
@@ -103,6 +107,29 @@ def ablation_sets(full: dict[str, str], variants: dict[str, tuple[str, str, str]
                                      if s == step]) for step, name in full.items()]
 
 
+def recipe_ablations(records: list[RunRecord]) -> list[AblationSet]:
+    """The ablation sets the records' recipe provenance defines (scored and not-scored records alike).
+
+    One set per recipe step's full model (recipe, preset, step), in the recipe's step order; its variants
+    are the union of what each record of that step planned, in planned order, plus any variant seen only
+    as a record. A set without a variant (a recipe run without ``--ablations``) is no section.
+    """
+    found: dict[tuple[str, str, str, str], tuple[int, AblationSet]] = {}
+    for rec in sorted((r for r in records if r.recipe is not None), key=lambda r: r.recipe.variant is not None):
+        r = rec.recipe
+        _, ab = found.setdefault((r.name, r.preset, r.step, r.full), (r.step_index, AblationSet(r.step, r.full)))
+        known = {v.name for v in ab.variants}
+        planned = [AblationVariant(v.name, v.variant, v.description) for v in r.variants]
+        if r.variant is not None:
+            planned.append(AblationVariant(rec.submission.name, r.variant, r.description))
+        for v in planned:
+            if v.name not in known:
+                known.add(v.name)
+                ab.variants.append(v)
+    ordered = sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[1][0], kv[0][2]))
+    return [ab for _, (_, ab) in ordered if ab.variants]
+
+
 @dataclass
 class Board:
     task: str  # name@version
@@ -198,8 +225,16 @@ def active_runs(exp_id: str) -> list[Any]:
 def load_board(task: str, thumbnails: bool = False) -> Board:
     """Collect the task's active runs into a Board (call ``runs.use_tracking`` first)."""
     ref, exp = _resolve_experiment(task)
+    from talkbench.benchmark.runs import unscored_runs
+
     entries: list[Entry] = []
     skipped: list[str] = []
+    unscored: list[RunRecord] = []
+    for run in unscored_runs(exp.experiment_id):
+        try:
+            unscored.append(read_record(run.info.run_id))
+        except TalkbenchError as e:
+            log.warning("leaderboard %s: no record of not-scored run: %s", ref, e)
     for run in active_runs(exp.experiment_id):
         try:
             record = read_record(run.info.run_id)
@@ -217,12 +252,16 @@ def load_board(task: str, thumbnails: bool = False) -> Board:
     if not entries:
         raise TalkbenchError(f"no finished benchmark runs with a readable record for task {ref}"
                              + (f" ({skipped[0]})" if skipped else ""))
-    return board_from_entries(ref, entries, exp.tags.get("talkbench.primary_metric"), skipped)
+    return board_from_entries(ref, entries, exp.tags.get("talkbench.primary_metric"), skipped, unscored)
 
 
 def board_from_entries(ref: str, entries: list[Entry], primary: str | None = None,
-                       skipped: list[str] | None = None) -> Board:
-    """A Board from run records wherever they came from (an MLflow store, or contributed bundles)."""
+                       skipped: list[str] | None = None, unscored: list[RunRecord] | None = None) -> Board:
+    """A Board from run records wherever they came from (an MLflow store, or contributed bundles).
+
+    ``unscored``: records that scored no clip (never rows): the ablation section lists the recipe variants
+    among them with the reason, unless a scored run of the same submission name is on the board.
+    """
     primary = primary or entries[0].record.task.primary_metric
     directions: dict[str, str] = {}
     ranks: dict[str, bool] = {}
@@ -246,6 +285,9 @@ def board_from_entries(ref: str, entries: list[Entry], primary: str | None = Non
     refs = [e for e in entries if e.is_reference]
     board.entries = refs + sort_entries([e for e in entries if not e.is_reference], primary,
                                         directions.get(primary, "higher"))
+    unscored = [r for r in unscored or [] if board.entry(r.submission.name) is None]
+    board.ablations = recipe_ablations([e.record for e in entries] + unscored)
+    board.unscored = {r.submission.name: r.not_scored_reason for r in unscored if r.recipe is not None}
     return board
 
 

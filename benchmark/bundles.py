@@ -10,6 +10,9 @@ A bundle (``bench export``) carries everything the board needs and what it takes
     frames/*.png     sample frame grids (generated | ground truth)
     videos/*.mp4     only with ``--with-videos``
 
+A bundle of a run that scored no clip (a recipe's ablation variant, a ``bench-unscored`` run) is never a
+row: the board's ablation section lists it with the reason its record gives.
+
 ``bench leaderboard --from DIR`` builds one board from the bundles in a folder, refusing any whose task
 hash differs from the board's task (the local task when ``--task`` names one, else the task most bundles
 share). ``bench verify BUNDLE --submission SPEC`` re-scores the submission on the local copy of the task
@@ -63,6 +66,10 @@ def find_run(run: str, task: str | None = None) -> Any:
         raise TalkbenchError(f"{run!r} is not an MLflow run id; to name a submission, add --task TASK")
     ref, exp = _resolve_experiment(task)
     found = [r for r in active_runs(exp.experiment_id) if r.data.tags.get(TAG_SUBMISSION) == run]
+    if not found:  # a recipe's variant that scored no clip: its record, for the ablation view of a shared board
+        from talkbench.benchmark.runs import unscored_runs
+
+        found = [r for r in unscored_runs(exp.experiment_id) if r.data.tags.get(TAG_SUBMISSION) == run]
     if not found:
         names = sorted({r.data.tags.get(TAG_SUBMISSION, "?") for r in active_runs(exp.experiment_id)})
         raise TalkbenchError(f"no run of submission {run!r} on task {ref}; submissions there: {names}")
@@ -208,10 +215,14 @@ def board_from_bundles(folder: str | Path, task: str | None = None, tasks_dir: s
         reference = Counter(b.task_hash for b in bundles).most_common(1)[0][0]
         ref = next(b.record.task.ref for b in bundles if b.task_hash == reference)
     entries: dict[str, tuple[str, Entry]] = {}
+    unscored: list[RunRecord] = []
     for b in bundles:
         if b.task_hash != reference:
             refused.append(f"{b.path.name}: task {b.record.task.ref} hash {b.task_hash[:16]} differs from the "
                            f"board's task {ref} hash {reference[:16]} (scored on other clips or settings)")
+            continue
+        if b.record.n_clips_ok == 0:  # a recipe variant that scored nothing: the ablation view says so, never a row
+            unscored.append(b.record)
             continue
         key = b.record.submission.hash
         created = str(b.meta.get("created_utc", ""))
@@ -225,7 +236,7 @@ def board_from_bundles(folder: str | Path, task: str | None = None, tasks_dir: s
         raise TalkbenchError(f"no bundle in {folder} matches task {ref}: " + "; ".join(refused[:3]))
     for r in refused:
         log.warning("leaderboard --from %s: refused %s", folder, r)
-    board = board_from_entries(ref, [e for _, e in entries.values()], skipped=refused)
+    board = board_from_entries(ref, [e for _, e in entries.values()], skipped=refused, unscored=unscored)
     return board, refused
 
 

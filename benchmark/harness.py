@@ -12,7 +12,7 @@ from pathlib import Path
 from talkbench.benchmark import runs
 from talkbench.benchmark.evaluator import EvalResult, evaluate
 from talkbench.benchmark.preprocess import Preprocessor
-from talkbench.benchmark.records import Provenance, RunRecord
+from talkbench.benchmark.records import Provenance, RecipeInfo, RunRecord
 from talkbench.benchmark.submissions import load_submission
 from talkbench.benchmark.tasks import load_task
 from talkbench.errors import TalkbenchError
@@ -31,7 +31,8 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
                     log_to_mlflow: bool = True, keep_videos: bool = True,
                     names: dict[str, str] | None = None, allow_code: bool = True,
                     on_result: Callable[[EvalResult, str | None], None] | None = None,
-                    scheduler: str | None = None) -> list[tuple[EvalResult, str | None]]:
+                    scheduler: str | None = None, recipes: dict[str, RecipeInfo] | None = None
+                    ) -> list[tuple[EvalResult, str | None]]:
     """Score each submission on the task (ground truth processed once), log one MLflow run each.
 
     ``scheduler``: ``local[:N]``, a Dask scheduler address or ``slurm:FILE`` (the pipeline's distributor); the clips of each submission are then
@@ -41,6 +42,9 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
     ``names``: spec -> display name, to name several submissions at once (``name`` names a single one).
     A submission with no scored clip (empty folder, every clip failed) is never logged (so it never
     reaches a leaderboard); the others are, and then :class:`NothingScoredError` names it.
+    ``recipes``: spec -> the recipe step (or ablation variant) it is (``recipe run``), kept in its run
+    record; such a submission with no scored clip is logged as a ``bench-unscored`` run, so the ablation
+    view can say why, and still never ranks.
     ``on_result(result, run_id)`` is called as each submission finishes.
     """
     if name and len(specs) > 1:
@@ -72,12 +76,15 @@ def run_submissions(task_ref: str, specs: list[str], name: str | None = None, tr
                 result = evaluate(task, sub, metric_names=metrics, videos_dir=folder if keep_videos else None,
                                   device=device, preprocessor=pre)
             result.record = RunRecord.from_result(result, length_tolerance, provenance)
+            result.record.recipe = (recipes or {}).get(specs[i])
             runs.write_run_folder(result, folder)
             result.results_dir = folder
             run_id = None
-            if log_to_mlflow and result.n_ok > 0:  # nothing scored: kept on disk, never logged or ranked
-                run_id = runs.log_folder(folder, rerun=rerun, supersedes=supersedes[i],
+            # nothing scored: kept on disk, never ranked; logged (as bench-unscored) only for a recipe's ablation view
+            if log_to_mlflow and (result.n_ok > 0 or result.record.recipe is not None):
+                logged = runs.log_folder(folder, rerun=rerun, supersedes=supersedes[i],
                                          videos_dir=result.videos_dir)
+                run_id = logged if result.n_ok > 0 else None
             out.append((result, run_id))
             if on_result is not None:
                 on_result(result, run_id)
@@ -106,12 +113,16 @@ def run_folder(base: Path, name: str) -> Path:
 
 
 class NothingScoredError(TalkbenchError):
-    """One or more submissions had no clip scored; they were not logged. ``empty`` holds their results."""
+    """One or more submissions had no clip scored; they were not logged as scored (a recipe's are kept as
+    ``bench-unscored`` runs for its ablation view). ``empty`` holds their results."""
 
     def __init__(self, empty: list[EvalResult]):
         parts = []
         for r in empty:
             first = next((f"{x['error_kind']}: {x['error']}" for x in r.rows if x["status"] != "ok"), "no clips")
             parts.append(f"{r.submission.name!r} ({len(r.rows)} clips, first error {first})")
-        super().__init__("no clip could be scored for " + "; ".join(parts) + "; not logged, not on any leaderboard")
+        kept = any(r.record is not None and r.record.recipe is not None for r in empty)
+        super().__init__("no clip could be scored for " + "; ".join(parts) + "; not logged"
+                         + (" as scored (kept as not scored for the ablation view)" if kept else "")
+                         + ", not on any leaderboard")
         self.empty = empty

@@ -102,6 +102,37 @@ class SubmissionInfo(_Model):
     problems: list[dict[str, str]] = Field(default_factory=list)
 
 
+class RecipeVariant(_Model):
+    """An ablation variant a recipe run planned for a step: its leaderboard name, name and what it changes."""
+
+    name: str
+    variant: str
+    description: str = ""
+
+
+class RecipeInfo(_Model):
+    """Which recipe step a submission is (``recipe run``): the step's full model or one of its ablation variants.
+
+    Every scored submission of a recipe carries its step's whole ablation definition (``full`` and
+    ``variants``), so a board rebuilt later from the store or from bundles can show the ablation section
+    even when some of those runs are missing (a variant with no usable clip is never ranked).
+    """
+
+    name: str  # the recipe
+    preset: str
+    step: str  # the recipe step this submission is, or the one an ablation variant replaces
+    step_index: int = 0  # the step's position among the recipe's scored steps (section order)
+    full: str  # leaderboard name of the step's full model (this submission's own name when variant is None)
+    variant: str | None = None  # ablation name; None: the full model
+    description: str = ""  # what the variant changes
+    variants: list[RecipeVariant] = Field(default_factory=list)  # the step's variants in that recipe run
+
+    @property
+    def ablation_of(self) -> str | None:
+        """The full model a variant is compared with (None for the full model itself)."""
+        return self.full if self.variant is not None else None
+
+
 class Provenance(_Model):
     talkbench_version: str
     git_commit: str | None = None
@@ -172,6 +203,8 @@ class RunRecord(_Model):
     #: codec normalisation: the one setting every scored video (ground truth included) was re-encoded with
     #: (benchmark/codec.py); None = scored as delivered
     codec: str | None = None
+    #: set by ``recipe run``: the recipe step (or ablation variant) this submission is; None elsewhere
+    recipe: RecipeInfo | None = None
 
     @property
     def per_side_clips(self) -> int:
@@ -185,6 +218,12 @@ class RunRecord(_Model):
     @property
     def coverage(self) -> float:
         return self.n_clips_ok / self.n_clips if self.n_clips else 0.0
+
+    @property
+    def not_scored_reason(self) -> str:
+        """"0/N (first error kind)": what an ablation view shows for a run with no usable clip."""
+        first = next((c.error_kind for c in self.clip_errors if c.error_kind), "no clips")
+        return f"{self.n_clips_ok}/{self.n_clips} ({first})"
 
     @property
     def directions(self) -> dict[str, Direction]:
@@ -215,6 +254,10 @@ class RunRecord(_Model):
             params[f"variant.{name}"] = m.variant
             params.update({f"weights.{w}": sha for w, sha in m.weights.items()})
         params.update({f"unavailable.{n}": r for n, r in self.unavailable.items()})
+        if self.recipe is not None:
+            r = self.recipe
+            params.update(recipe=r.name, recipe_preset=r.preset, recipe_step=r.step, recipe_variant=r.variant or "none",
+                          ablation_of=r.ablation_of or "none")
         return {k: str(v)[:6000] for k, v in params.items()}
 
     def mlflow_metrics(self) -> dict[str, float]:

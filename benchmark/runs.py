@@ -11,6 +11,9 @@ Duplicates: every run carries ``talkbench.run_key`` = hash(task hash, submission
 Scoring the same submission on the same task again is refused unless ``rerun``; with ``rerun`` the
 new run is logged and the old one tagged ``talkbench.superseded_by`` (kept for history, hidden from
 the leaderboard). Runs that never finished are superseded without asking.
+
+A run folder whose record scored no clip is logged (when logged at all: ``bench run`` logs only a
+recipe's) as a ``bench-unscored`` run: its record says why, the ablation view shows that, it never ranks.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ if TYPE_CHECKING:  # light imports: `bench log` needs neither torch nor the metr
     from talkbench.benchmark.tasks import TaskManifest
 
 TAG_KIND = "talkbench.kind"
+#: ``talkbench.kind`` of a run kept for the record that scored no clip (a recipe's ablation variant too
+#: undertrained to draw a face): no run key, so it never counts as "already scored" and never ranks
+KIND_UNSCORED = "bench-unscored"
 TAG_RUN_KEY = "talkbench.run_key"
 TAG_SUPERSEDED = "talkbench.superseded_by"
 TAG_SUBMISSION = "talkbench.submission"
@@ -169,8 +175,10 @@ def log_folder(folder: str | Path, rerun: bool = False, supersedes: list[str] | 
     if not path.is_file():
         raise TalkbenchError(f"{folder}: no {RECORD_ARTIFACT} (not a run folder written by `bench run`)")
     record = RunRecord.from_json(path.read_bytes(), source=str(path))
-    key = run_key_of(record.task.hash, record.submission.hash)
     later = f"; the results are safe in {folder}: log them later with `talkbench bench log {folder}`"
+    if record.n_clips_ok == 0:
+        return _log_unscored(folder, record, later)
+    key = run_key_of(record.task.hash, record.submission.hash)
     try:
         exp_id = _experiment(record.task)
         with store_lock(f"run-{key}"):
@@ -202,6 +210,52 @@ def log_folder(folder: str | Path, rerun: bool = False, supersedes: list[str] | 
     except TrackingError as e:
         raise TrackingError(f"{e}{later}") from None
     return run_id
+
+
+def _log_unscored(folder: Path, record: RunRecord, later: str) -> str:
+    """Log a record that scored no clip as a ``bench-unscored`` run: record, per-clip table, params; no
+    metrics and no run key (a later ``bench run`` of the submission is never refused because of it)."""
+    from mlflow.entities import Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from talkbench.tracking import call
+
+    try:
+        exp_id = _experiment(record.task)
+        client = MlflowClient()
+        tags = {TAG_KIND: KIND_UNSCORED, TAG_SUBMISSION: record.submission.name, TAG_TASK: record.task.ref,
+                "talkbench.results_dir": str(folder.resolve()), "talkbench.not_scored": record.not_scored_reason}
+        run = call(client.create_run, exp_id, run_name=record.submission.name, tags=tags, what="creating the run")
+        run_id = run.info.run_id
+        params = [Param(k, v) for k, v in record.mlflow_params().items()]
+        for i in range(0, len(params), 100):
+            call(client.log_batch, run_id, params=params[i:i + 100],
+                 tags=[RunTag("talkbench.logged_from", "results_dir")] if i == 0 else [], what="logging params")
+        for name in (PER_CLIP, RECORD_ARTIFACT):
+            if (folder / name).is_file():
+                call(client.log_artifact, run_id, str(folder / name), what="logging artifacts")
+        call(client.set_terminated, run_id, what="finishing the run")
+    except TrackingError as e:
+        raise TrackingError(f"{e}{later}") from None
+    return run_id
+
+
+def unscored_runs(exp_id: str) -> list[Any]:
+    """The experiment's finished ``bench-unscored`` runs, newest first, one per submission name."""
+    from mlflow.tracking import MlflowClient
+
+    from talkbench.tracking import call
+
+    found = call(MlflowClient().search_runs, [exp_id],
+                 filter_string=f"tags.`{TAG_KIND}` = '{KIND_UNSCORED}' and attributes.status = 'FINISHED'",
+                 order_by=["attributes.start_time DESC"], what="searching runs")
+    out, seen = [], set()
+    for r in found:
+        name = r.data.tags.get(TAG_SUBMISSION)
+        if name not in seen:
+            seen.add(name)
+            out.append(r)
+    return out
 
 
 def read_record(run_id: str) -> RunRecord:

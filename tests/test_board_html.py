@@ -199,6 +199,37 @@ def test_ablation_section_gives_direction_aware_deltas_per_metric_and_group():
     assert "| noa: no AU loss | 0/2 (no_face) |" in md and "| nod: no discriminator | 2/2 |" in md
 
 
+def test_ablation_sets_come_from_the_records_recipe_provenance():
+    """What a plain `bench leaderboard` (store or bundles) rebuilds: sets from each record's recipe step, in
+    step order; variants as planned, plus any seen only as a record; an unscored variant's reason from its
+    record unless the same name scored later; a recipe run without variants makes no section."""
+    from talkbench.benchmark.records import ClipFailure, RecipeInfo, RecipeVariant
+
+    def rec(name: str, step: str, full: str, variant: str | None = None, planned: tuple[str, ...] = (),
+            index: int = 0, n_ok: int = 2) -> RunRecord:
+        r = record(name, {"psnr": 30.0, "lmd": 1.0}, n_ok=n_ok)
+        r.recipe = RecipeInfo(name="r", preset="tiny", step=step, step_index=index, full=full, variant=variant,
+                              description=f"{variant} off", variants=[RecipeVariant(name=f"{step}-{v}", variant=v,
+                                                                                    description=f"{v} off")
+                                                                      for v in planned])
+        if n_ok == 0:
+            r.clip_errors = [ClipFailure(clip_id="c0", error_kind="no_face")] * 2
+        return r
+
+    scored = [rec("gt", "x", "x", index=0), rec("b", "b", "b", index=2),  # no variants: no section
+              rec("a-v2", "a", "a", "v2", ("v1", "v2"), index=1), rec("a", "a", "a", None, ("v1",), index=1),
+              rec("c", "c", "c", None, ("v9",), index=0), rec("a-v3", "a", "a", "v3", index=1)]
+    scored[0].recipe = None  # the ground truth is no recipe step
+    gone = [rec("a-v1", "a", "a", "v1", ("v1", "v2"), index=1, n_ok=0), rec("a-v2", "a", "a", "v2", n_ok=0)]
+    b = board_from_entries("t@1", [Entry(run_id=f"run-{r.submission.name}", record=r) for r in scored], unscored=gone)
+    assert [(ab.step, ab.full, [v.name for v in ab.variants]) for ab in b.ablations] == [
+        ("c", "c", ["c-v9"]), ("a", "a", ["a-v1", "a-v2", "a-v3"])]
+    assert b.unscored == {"a-v1": "0/2 (no_face)"}  # a-v2 scored in a later run: its row, not the old reason
+    assert "a-v1" not in [e.submission for e in b.entries]
+    page = to_html(b)
+    assert '<td class="unscored">0/2 (no_face)</td>' in page and 'id="ablation-1"' in page
+
+
 def test_a_board_without_ablations_has_no_ablation_section():
     assert 'id="ablations"' not in to_html(board_of({"gt": {"psnr": 40.0}, "a": {"psnr": 30.0}}))
 

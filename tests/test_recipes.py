@@ -157,3 +157,95 @@ def test_recipe_run_with_ablations_writes_the_ablation_leaderboard(shards, tmp_p
     again = capsys.readouterr().out
     assert again.count("already trained") == 6 and again.count("already scored") == 7 - len(unscored)
     assert os.path.isfile(tmp_path / "work" / "_done" / "train-au_rgan-no_discriminator.json")
+
+
+def _scored_folder(folder: Path, task, name: str, spec: str, recipe, psnr: float, lmd: float) -> Path:
+    """A run folder as `bench run` writes it (record + per-clip table), with hand-set numbers: what the
+    store, the board and the bundles do with it is under test here, not the metrics."""
+    from talkbench.benchmark.records import (
+        AggregateRecord,
+        MetricRecord,
+        Provenance,
+        RunRecord,
+        SubmissionInfo,
+        TaskInfo,
+    )
+
+    folder.mkdir(parents=True)
+    rec = RunRecord(
+        task=TaskInfo(name=task.name, version=task.version, hash=task.hash, kind=task.kind, split=task.split,
+                      n_clips=1, primary_metric=task.primary_metric),
+        submission=SubmissionInfo(name=name, spec=spec, hash=spec * 8),
+        provenance=Provenance(talkbench_version="test"), missing_policy="exclude-with-count", length_tolerance=1,
+        n_clips=1, n_clips_ok=1, recipe=recipe,
+        metrics={"psnr": MetricRecord(name="psnr", variant="v", requires_reference=True, directions={"psnr": "higher"}),
+                 "lmd": MetricRecord(name="lmd", variant="v", requires_reference=True, directions={"lmd": "lower"})},
+        aggregates={"psnr": AggregateRecord(value=psnr, n=1), "lmd": AggregateRecord(value=lmd, n=1)},
+        key_metric={"psnr": "psnr", "lmd": "lmd"})
+    (folder / "per_clip.csv").write_text(f"clip_id,status,psnr,lmd\nc0,ok,{psnr},{lmd}\n")
+    (folder / "results.json").write_text(rec.to_json())
+    return folder
+
+
+def test_ablation_view_is_rebuilt_from_run_records_in_the_store_and_in_bundles(tmp_path, monkeypatch, capsys):
+    """No training, no scoring: a full model and a variant logged from run folders carrying recipe provenance,
+    and a variant with no usable clip (an empty submission) through the real harness; a later plain
+    `bench leaderboard --format html`, and `--from` over exported bundles, show the ablation rows; the
+    unscored variant is listed with its reason and never ranked."""
+    from bench_tasks import one_grid_clip_task
+    from mlflow.tracking import MlflowClient
+
+    from talkbench.app.cli import main
+    from talkbench.benchmark import runs
+    from talkbench.benchmark.harness import NothingScoredError, run_submissions
+    from talkbench.benchmark.records import RecipeInfo, RecipeVariant
+    from talkbench.benchmark.tasks import save_task
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("TALKBENCH_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    monkeypatch.setenv("TALKBENCH_TASKS_DIR", str(tmp_path / "tasks"))
+    task, _, _ = save_task(one_grid_clip_task(tmp_path, "abl"))
+    full, nod, noa = "g (tiny)", "g-nod (tiny)", "g-noa (tiny)"
+    planned = [RecipeVariant(name=nod, variant="nod", description="no discriminator"),
+               RecipeVariant(name=noa, variant="noa", description="no AU loss")]
+
+    def info(variant: str | None, description: str = "") -> RecipeInfo:
+        return RecipeInfo(name="g", preset="tiny", step="g", full=full, variant=variant, description=description,
+                          variants=planned)
+
+    runs.use_tracking(None)
+    runs.log_folder(_scored_folder(tmp_path / "r1", task, full, "a", info(None), psnr=30.0, lmd=1.0))
+    runs.log_folder(_scored_folder(tmp_path / "r2", task, nod, "b", info("nod", "no discriminator"), 32.0, 1.5))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NothingScoredError, match="kept as not scored"):
+        run_submissions(task.ref, [str(empty)], name=noa, metrics=["psnr"], keep_videos=False,
+                        recipes={str(empty): info("noa", "no AU loss")})
+
+    def check(page: str) -> None:
+        ranked, section = page.split('<h2 id="ablations">')
+        section = section.split("</table>")[0]
+        assert re.findall(r'data-name="([^"]+)"', section) == [full, nod, noa]
+        nod_row = section.split(f'data-name="{nod}">')[1].split("</tr>")[0]
+        assert "<td>no discriminator</td><td>1/1</td>" in nod_row and '<span class="delta better">Δ +2</span>' in nod_row
+        assert re.search(r'data-name="g-noa \(tiny\)"><td>noa</td><td>no AU loss</td>'
+                         r'<td class="unscored">0/1 \(missing\)</td>', section), section
+        assert noa not in ranked and nod in ranked  # the variant with no usable clip never ranks
+
+    out = tmp_path / "lb.html"
+    assert main(["bench", "leaderboard", "--task", "abl", "--format", "html", "--out", str(out)]) == 0
+    check(out.read_text())
+    client = MlflowClient()
+    found = client.search_runs([client.get_experiment_by_name("bench/abl/v1").experiment_id])
+    params = {r.data.tags["talkbench.submission"]: r.data.params for r in found}
+    assert {k: params[nod][k] for k in ("recipe", "recipe_preset", "recipe_variant", "ablation_of")} == {
+        "recipe": "g", "recipe_preset": "tiny", "recipe_variant": "nod", "ablation_of": full}
+    assert params[noa]["recipe_variant"] == "noa" and params[full]["ablation_of"] == "none"
+
+    bundles = tmp_path / "bundles"
+    for i, name in enumerate([full, nod, noa]):
+        assert main(["bench", "export", name, "--task", "abl", "--out", str(bundles / f"{i}.zip")]) == 0
+    assert main(["bench", "leaderboard", "--from", str(bundles), "--format", "html", "--out", str(out)]) == 0
+    check(out.read_text())
+    assert "refused" not in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 
 from talkbench.benchmark.records import (
     AggregateRecord,
+    ClipFailure,
     MetricRecord,
     Provenance,
     RunRecord,
@@ -64,3 +65,22 @@ def test_mlflow_params_and_metrics_are_derived_from_the_record() -> None:
 def test_foreign_or_broken_records_are_refused_clearly(text: str, match: str) -> None:
     with pytest.raises(TalkbenchError, match=match):
         RunRecord.from_json(text)
+
+
+def test_recipe_provenance_is_optional_kept_and_derived_into_params() -> None:
+    from talkbench.benchmark.records import RecipeInfo, RecipeVariant
+
+    old = _record()
+    assert old.recipe is None and "recipe" not in old.mlflow_params()  # records from before still read
+    before = {k: v for k, v in json.loads(old.to_json()).items() if k != "recipe"}
+    assert RunRecord.from_json(json.dumps(before)).recipe is None
+    rec = old.model_copy(update={"recipe": RecipeInfo(
+        name="au_rgan", preset="tiny", step="au_rgan", full="au_rgan (tiny)", variant="no_discriminator",
+        description="no D", variants=[RecipeVariant(name="au_rgan-no_discriminator (tiny)", variant="no_discriminator")])})
+    back = RunRecord.from_json(rec.to_json())
+    assert back.recipe == rec.recipe and back.recipe.ablation_of == "au_rgan (tiny)"
+    p = back.mlflow_params()
+    assert (p["recipe"], p["recipe_preset"], p["recipe_step"], p["recipe_variant"], p["ablation_of"]) == (
+        "au_rgan", "tiny", "au_rgan", "no_discriminator", "au_rgan (tiny)")
+    assert old.model_copy(update={"n_clips_ok": 0, "clip_errors": [ClipFailure(clip_id="c", error_kind="no_face")]}
+                          ).not_scored_reason == "0/3 (no_face)"

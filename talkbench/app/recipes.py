@@ -142,6 +142,7 @@ class RecipeContext:
     shards: Path
     work: Path
     label: str  # shown in leaderboard names, e.g. "au_rgan (tiny)"
+    preset: str = ""  # recorded in each scored submission's run record (RecipeInfo)
     checkpoints: dict[str, Path] = field(default_factory=dict)  # step name -> checkpoint
     echo: Callable[[str], None] = print
     # leaderboard name -> "0/N clips (first error)": scored but nothing usable, so never logged or ranked
@@ -331,6 +332,7 @@ def score(ctx: RecipeContext, plans: list[StepPlan], task: Any, tasks_dir: Path 
     names = {p.name: f"{p.name} ({ctx.label})" for p in plans if p.score}
     specs = [(s, None) for s in ctx.recipe.scoring.builtins]
     specs += [(f"checkpoint:{ctx.checkpoints[p.name]}", names[p.name]) for p in plans if p.score]
+    recipes = {f"checkpoint:{ctx.checkpoints[n]}": info for n, info in recipe_infos(ctx, plans, names).items()}
     metrics = metrics or ctx.recipe.scoring.metrics
     bench_runs.use_tracking(None)
     todo: dict[str, str | None] = {}
@@ -359,15 +361,32 @@ def score(ctx: RecipeContext, plans: list[StepPlan], task: Any, tasks_dir: Path 
 
         try:
             run_submissions(task.ref, list(todo), metrics=metrics, outputs_dir=ctx.work / "bench_outputs",
-                            tasks_dir=tasks_dir, names={s: n for s, n in todo.items() if n}, on_result=report)
+                            tasks_dir=tasks_dir, names={s: n for s, n in todo.items() if n}, on_result=report,
+                            recipes=recipes)
         except NothingScoredError as e:
             # a model too undertrained to draw a face (a tiny preset) is a result, not a crash: the
             # recipe goes on, the ablation table says so, and nothing unscored reaches the leaderboard
             ctx.echo(f"\n[not scored] {e}")
             for r in e.empty:
-                first = next((x["error_kind"] for x in r.rows if x["status"] != "ok"), "no clips")
-                ctx.unscored[r.submission.name] = f"0/{len(r.rows)} ({first})"
+                ctx.unscored[r.submission.name] = r.record.not_scored_reason
     return names
+
+
+def recipe_infos(ctx: RecipeContext, plans: list[StepPlan], names: dict[str, str]) -> dict[str, Any]:
+    """Step name -> the scored step's recipe provenance (its run record's ``recipe``): the step, the full
+    model it is or replaces, and the step's whole ablation definition, so a later board rebuilds the view."""
+    from talkbench.benchmark.records import RecipeInfo, RecipeVariant
+
+    full = [p for p in plans if p.score and p.variant is None]
+    index = {p.name: i for i, p in enumerate(full)}
+    variants = {p.name: [RecipeVariant(name=names[v.name], variant=v.variant or "",
+                                       description=ctx.recipe.ablations[v.variant].description)
+                         for v in plans if v.variant and v.base == p.name] for p in full}
+    return {p.name: RecipeInfo(name=ctx.recipe.name, preset=ctx.preset, step=p.base, step_index=index[p.base],
+                               full=names[p.base], variant=p.variant,
+                               description=ctx.recipe.ablations[p.variant].description if p.variant else "",
+                               variants=variants[p.base])
+            for p in plans if p.score}
 
 
 def ablation_table(board: Any, full: dict[str, str], variants: dict[str, tuple[str, str, str]],
@@ -400,7 +419,7 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
                ) -> RecipeResult:
     """Train the chain, score the results, write the leaderboard (and the ablation table)."""
     from talkbench.benchmark import runs as bench_runs
-    from talkbench.benchmark.board import ablation_sets, load_board
+    from talkbench.benchmark.board import load_board
     from talkbench.benchmark.leaderboard import ablation_markdown, render_board
     from talkbench.benchmark.tasks import load_task
     from talkbench.shards import ShardReader
@@ -411,7 +430,7 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
     work = Path(out) if out else Path("recipes") / f"{recipe.name}-{preset}"
     work.mkdir(parents=True, exist_ok=True)
     tdir = Path(tasks_dir) if tasks_dir else None
-    ctx = RecipeContext(recipe, shards, work, label or preset, echo=echo)
+    ctx = RecipeContext(recipe, shards, work, label or preset, preset=preset, echo=echo)
     plans = plan_steps(recipe, preset, ablations, _gpu(), train_minutes, overrides)
     check_plans(plans)
     ctx.n_steps = len(plans) + 2  # + scoring + leaderboard
@@ -420,16 +439,14 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
     the_task = load_task(task, tdir) if task else make_task(ctx, task_name or f"{recipe.name}-{preset}", tdir)
     ctx.announce(f"score {sum(p.score for p in plans)} model(s) and {len(recipe.scoring.builtins)} reference(s) "
                  f"on {the_task.ref}")
-    names = score(ctx, plans, the_task, tdir, metrics)
+    score(ctx, plans, the_task, tdir, metrics)
     ctx.announce("leaderboard" + (" and ablation section" if ablations and recipe.ablations else ""))
     bench_runs.use_tracking(None)
     boards: dict[str, Path] = {}
+    # the ablation section comes from the run records' recipe provenance (and the not-scored variants'
+    # records), so `bench leaderboard` and `bench leaderboard --from` bundles show the same section later
     board = load_board(the_task.name, thumbnails=True)
-    if ablations and recipe.ablations:  # the HTML board gets an ablation section, the Markdown its own file
-        board.ablations = ablation_sets({p.name: names[p.name] for p in plans if p.score and p.variant is None},
-                                        {names[p.name]: (p.base, p.variant, recipe.ablations[p.variant].description)
-                                         for p in plans if p.variant})
-        board.unscored = dict(ctx.unscored)
+    board.unscored = {**board.unscored, **{n: r for n, r in ctx.unscored.items() if board.entry(n) is None}}
     for fmt in ("md", "html"):
         out_path = Path(leaderboard_dir) / f"{the_task.name}.{fmt}"
         echo(f"\n$ {command(['bench', 'leaderboard', '--task', the_task.name, '--format', fmt, '--out', str(out_path)])}"
