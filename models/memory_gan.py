@@ -362,7 +362,8 @@ class MemoryGANObjective(Objective):
     def data_spec(self) -> DataSpec:
         return DataSpec()
 
-    def parts(self, model: MemoryGANModel) -> dict[str, nn.Module]:
+    def parts(self, model: Any) -> dict[str, nn.Module]:
+        """``model``: a :class:`MemoryGANModel`, or anything with ``gan`` and ``speaker`` (yi2020's fine-tuning)."""
         self._model = model
         parts: dict[str, nn.Module] = {"generator": _GeneratorSide(model.gan), "discriminator": model.gan.discriminator}
         if model.speaker is not None:
@@ -400,9 +401,15 @@ class MemoryGANObjective(Objective):
                 "speaker": torch.zeros(batch_size, w, dtype=torch.long), "mask": torch.ones(batch_size, w, dtype=torch.bool)}
 
     def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(rendered window (B, 3 Nw, S, S), the newest real frame (B, 3, S, S), its identity feature)."""
-        rend = batch["rendered"].float().div(127.5).sub(1).permute(0, 1, 4, 2, 3).flatten(1, 2)
-        real = batch["real"][:, -1].float().div(127.5).sub(1).permute(0, 3, 1, 2)
+        """(rendered window (B, 3 Nw, S, S), the newest real frame (B, 3, S, S), its identity feature).
+        The loader's batches hold uint8 frame slices; yi2020's fine-tuning passes the float tensors and the
+        target's fixed ``identity``."""
+        rend, real = batch["rendered"], batch["real"]
+        if rend.dtype == torch.uint8:
+            rend = rend.float().div(127.5).sub(1).permute(0, 1, 4, 2, 3).flatten(1, 2)
+            real = real[:, -1].float().div(127.5).sub(1).permute(0, 3, 1, 2)
+        if "identity" in batch:
+            return rend, real, batch["identity"]
         with torch.no_grad():
             if self._model.speaker is not None:
                 ident = self._model.speaker(real)

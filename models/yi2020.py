@@ -38,14 +38,12 @@ from talkbench.config import StrictModel
 from talkbench.errors import TalkbenchError
 from talkbench.models import face3d as f3
 from talkbench.models.arcface import WEIGHTS_NAME, arcface_identity, identity_source
-from talkbench.models.audio_to_pose import AudioToPose, AudioToPoseConfig, AudioToPoseLossConfig, atc_loss
+from talkbench.models.audio_to_pose import AudioToPose, AudioToPoseConfig, AudioToPoseLossConfig
 from talkbench.models.memory_gan import (
     MemoryGAN,
     MemoryGANConfig,
     MemoryGANLossConfig,
     SpeakerEmbedding,
-    discriminator_loss,
-    generator_loss,
 )
 from talkbench.models.registry import ModelSpec
 from talkbench.models.yi2020_data import (  # noqa: F401  (re-exported: the seed's public names)
@@ -283,22 +281,30 @@ def _draw(clips: list[tuple], batch_size: int, length: int, rng: np.random.Gener
 
 def train_audio(net: AudioToPose, seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], sc: StageConfig,
                 loss_cfg: AudioToPoseLossConfig, n_exp: int, seq_len: int, seed: int) -> list[float]:
-    """ATC-net on (windows (T, 12, H), normalised targets (T, 70), valid (T,)) sequences: random
-    ``seq_len`` slices, Adam (published: lr 2e-4 general / 1e-4 fine-tuning, betas (0.5, 0.999))."""
+    """ATC-net on in-memory (windows (T, 12, H), normalised targets (T, 70), valid (T,)) sequences (the
+    fine-tuning on a target): random ``seq_len`` slices through the shared loop's step and
+    ``audio_to_pose``'s own objective, Adam (published: lr 2e-4 general / 1e-4 fine-tuning, betas (0.5, 0.999))."""
+    import contextlib
+
+    from talkbench.models.audio_to_pose import AudioToPoseObjective, AudioToPoseTrainLoss
+    from talkbench.models.data import DataConfig
+    from talkbench.models.train import train_step
+
     rng = np.random.default_rng(seed)
     usable = [s for s in seqs if len(s[0]) >= seq_len]
     if not usable:
         raise TalkbenchError(f"no sequence has {seq_len} frames for the audio net")
-    opt = _adam(net.parameters(), sc)
+    if net.cfg.n_exp != n_exp:
+        raise TalkbenchError(f"the audio net predicts {net.cfg.n_exp} expression coefficients, the targets have {n_exp}")
+    obj = AudioToPoseObjective(net.cfg, AudioToPoseTrainLoss.model_validate(loss_cfg.model_dump()), DataConfig())
+    parts = obj.parts(net)
+    opts = {"model": _adam(net.parameters(), sc)}
     net.train()
     losses = []
     for _ in track(range(sc.steps), "audio_to_pose", unit="step"):
         w, y, m = (torch.from_numpy(x) for x in _draw(usable, sc.batch_size, seq_len, rng, per_frame=3))
-        loss, _ = atc_loss(net(w), y, n_exp, loss_cfg, m)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        logs = train_step(obj, parts, parts, opts, {"windows": w, "targets": y, "mask": m}, contextlib.nullcontext, 0.0)
+        losses.append(logs["loss"])
     net.eval()
     return losses
 
@@ -357,41 +363,29 @@ def identity_feature(net: Any, crops: np.ndarray) -> np.ndarray:
 
 def train_gan(gan: MemoryGAN, data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], sc: StageConfig,
               loss_cfg: MemoryGANLossConfig, seed: int) -> list[dict[str, float]]:
-    """pix2pix-style alternating steps on (rendered (T, S, S, 3), real (T, S, S, 3), identity (id_dim,)) clips:
-    generator (+ the query encoder through the memory's margin loss), then the PatchGAN; the memory
-    is updated with each batch's (query, identity)."""
+    """The GAN on in-memory (rendered (T, S, S, 3), real (T, S, S, 3), identity (id_dim,)) clips (the
+    fine-tuning on a target, with its fixed identity feature): the shared loop's step with
+    ``memory_gan``'s own objective (generator + query encoder, then the PatchGAN, then the memory update)."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from talkbench.models.data import DataConfig
+    from talkbench.models.memory_gan import MemoryGANObjective
+    from talkbench.models.train import train_step
+
     rng = np.random.default_rng(seed)
     size, nw = gan.cfg.image_size, gan.cfg.n_window
-    g_params = list(gan.generator.parameters()) + list(gan.query.parameters())
-    opt_g, opt_d = _adam(g_params, sc), _adam(gan.discriminator.parameters(), sc)
+    obj = MemoryGANObjective(gan.cfg, loss_cfg, DataConfig(seed=seed))
+    parts = obj.parts(SimpleNamespace(gan=gan, speaker=None))  # no speaker group: the identity is given
+    opts = {g: _adam(parts[g].parameters(), sc) for g in obj.groups}
     tensors = [(_stack_window(_img(r, size), nw), _img(x, size), torch.from_numpy(np.asarray(i, np.float32)))
                for r, x, i in data]
-    gen = torch.Generator().manual_seed(seed)
     gan.train()
     logs = []
     for _ in track(range(sc.steps), "memory_gan", unit="step"):
         rend, real, ident = _draw(tensors, sc.batch_size, 1, rng, per_frame=2)
-        rend, real = rend[:, 0], real[:, 0]  # one frame (its rendered window) per draw
-        out = gan(rend, ident)
-        d_fake = gan.discriminator(torch.cat([rend, out["frames"]], 1))
-        loss, lg = generator_loss(out, real, d_fake, loss_cfg)
-        if gan.cfg.memory.enabled and loss_cfg.memory > 0:
-            q = gan.query(rend)
-            l_mem = gan.memory.margin_loss(q, ident)
-            loss = loss + loss_cfg.memory * l_mem
-            lg["memory_margin"] = l_mem.item()
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        d_loss = discriminator_loss(gan.discriminator(torch.cat([rend, real], 1)),
-                                    gan.discriminator(torch.cat([rend, out["frames"].detach()], 1)))
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        if gan.cfg.memory.enabled:
-            lg.update(gan.memory.update(gan.query(rend).detach(), ident, generator=gen))
-        lg["d_loss"] = d_loss.item()
-        logs.append(lg)
+        batch = {"rendered": rend[:, 0], "real": real[:, 0], "identity": ident}  # one frame (its window) per draw
+        logs.append(train_step(obj, parts, parts, opts, batch, contextlib.nullcontext, 0.0))
     gan.eval()
     return logs
 
