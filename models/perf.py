@@ -356,6 +356,8 @@ def perf_mftfg(size: str = "small", train_steps: int = 3, batch_size: int = 2, f
 
     out: dict[str, Any] = {"size": size, "device": str(dev), "precision": "fp32", "threads": torch.get_num_threads(),
                            "batch_size": batch_size, "seq_len": seq, "naive_baseline": NAIVE_MFTFG}
+    # the machine may be shared: the 1-minute load average beside the figures says how far to trust them
+    out["load_avg_1min_start"] = round(os.getloadavg()[0], 2)
     out["train_samples_per_s"] = round(train_rate(True, batch_size), 3)
     out["train_naive_samples_per_s"] = round(train_rate(False, 1), 3)
     out["train_speedup"] = round(out["train_samples_per_s"] / out["train_naive_samples_per_s"], 2)
@@ -373,6 +375,7 @@ def perf_mftfg(size: str = "small", train_steps: int = 3, batch_size: int = 2, f
         naive = sample_rate(model, inputs, steps, per_frame=True)
         out["sampling"].append({"ddim_steps": steps, "frames": clips * seq, "frames_per_s": round(fast, 3),
                                 "naive_frames_per_s": round(naive, 3), "speedup": round(fast / naive, 2)})
+    out["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     print(f"mftfg {size} {dev}: training {out['train_samples_per_s']} clips/s (naive {out['train_naive_samples_per_s']}, "
           f"x{out['train_speedup']})")
     for r in out["sampling"]:
