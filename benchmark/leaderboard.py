@@ -107,6 +107,8 @@ def to_markdown(board: Board, relative: bool = False) -> str:
         lines += [f"- `{m}`: {reasons[m]}" for m in board.unavailable]
     if board.detail_keys:
         lines += ["", "## Per-AU details", ""] + _md_table(board, board.detail_keys, [])
+    if board.ablations:  # the runs carry recipe provenance: the same section the HTML board shows
+        lines += ["", "## Ablations", ""] + ablation_markdown(board).splitlines()[2:]
     return "\n".join(lines) + "\n"
 
 

@@ -197,6 +197,7 @@ def test_ablation_section_gives_direction_aware_deltas_per_metric_and_group():
     assert noa[:3] == ["noa", "no AU loss", "0/2 (no_face)"] and set(noa[3:]) == {"—"}
     md = ablation_markdown(b)
     assert "| noa: no AU loss | 0/2 (no_face) |" in md and "| nod: no discriminator | 2/2 |" in md
+    assert to_markdown(b).split("\n## Ablations\n")[1].strip() == md.split("\n", 2)[2].strip()  # same section
 
 
 def test_ablation_sets_come_from_the_records_recipe_provenance():
@@ -231,7 +232,8 @@ def test_ablation_sets_come_from_the_records_recipe_provenance():
 
 
 def test_a_board_without_ablations_has_no_ablation_section():
-    assert 'id="ablations"' not in to_html(board_of({"gt": {"psnr": 40.0}, "a": {"psnr": 30.0}}))
+    b = board_of({"gt": {"psnr": 40.0}, "a": {"psnr": 30.0}})
+    assert 'id="ablations"' not in to_html(b) and "## Ablations" not in to_markdown(b)
 
 
 PROBE = """<script>window.addEventListener('load', () => {

@@ -236,6 +236,9 @@ def test_ablation_view_is_rebuilt_from_run_records_in_the_store_and_in_bundles(t
     out = tmp_path / "lb.html"
     assert main(["bench", "leaderboard", "--task", "abl", "--format", "html", "--out", str(out)]) == 0
     check(out.read_text())
+    assert main(["bench", "leaderboard", "--task", "abl", "--out", str(tmp_path / "lb.md")]) == 0
+    md = (tmp_path / "lb.md").read_text().split("\n## Ablations\n")[1]
+    assert "| nod: no discriminator | 1/1 |" in md and "| noa: no AU loss | 0/1 (missing) |" in md
     client = MlflowClient()
     found = client.search_runs([client.get_experiment_by_name("bench/abl/v1").experiment_id])
     params = {r.data.tags["talkbench.submission"]: r.data.params for r in found}

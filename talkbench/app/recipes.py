@@ -498,8 +498,6 @@ def _run(args: Any) -> int:
     res = run_recipe(args.name, args.shards, args.preset, args.ablations, args.task, args.out, args.tasks_dir,
                      args.train_minutes, args.override, metrics)
     md = res.leaderboards["md"]
-    print("\n" + md.read_text(encoding="utf-8"))
-    if "ablations" in res.leaderboards:
-        print(res.leaderboards["ablations"].read_text(encoding="utf-8"))
+    print("\n" + md.read_text(encoding="utf-8"))  # with its ablation section when there is one
     print("leaderboards: " + ", ".join(str(p) for p in res.leaderboards.values()))
     return 0
