@@ -99,7 +99,8 @@ class ArcFaceIdentity:
     image_size = 112
 
     def __init__(self, device: Any = "cpu") -> None:
-        self.net = load_arcface(device)
+        with torch.device("cpu"):  # a loaded feature network, even inside a caller's `with torch.device("meta")`
+            self.net = load_arcface(device)
         self.dim = int(self.net.features.num_features)
 
     @torch.no_grad()
