@@ -570,10 +570,16 @@ def generate(model: MFTFG, inputs) -> np.ndarray:
     pts = np.repeat(template68(s)[None], n, axis=0)
     ident = inputs.identity[0].transpose(2, 0, 1)[None]  # (1, 3, S, S) uint8
     ident_lower = polygon_mask(pts[:1], s)
+    hidden = np.zeros((1, 1, s, s), np.float32)  # identity pixels the task withholds
     if target is not None:
         faces = np.asarray(target).transpose(0, 3, 1, 2)
         lower = np.asarray(inputs.target_lower, dtype=np.float32)[:, None]
         masked = faces * (1 - lower).astype(np.uint8)
+        # a dubbing task's identity frame is a masked target frame: its black (−1) mouth is no face. Where
+        # it is hidden the Identity-face gets 0, the value the lower face has in training (landmark split),
+        # so the renderer's prior there is neutral, not black
+        hidden = lower[:1]
+        ident_lower = np.maximum(ident_lower, hidden[0])
     else:
         faces = np.zeros((n, 3, s, s), np.uint8)
         lower = polygon_mask(pts, s)[:, None]
@@ -592,7 +598,8 @@ def generate(model: MFTFG, inputs) -> np.ndarray:
         for k in range(0, len(starts), opts.batch_clips):
             group = starts[k : k + opts.batch_clips]
             b = len(group)
-            batch = {"identity": to_image(torch.from_numpy(ident).to(dev)).expand(b, -1, -1, -1),
+            identity = to_image(torch.from_numpy(ident).to(dev)) * (1 - torch.from_numpy(hidden).to(dev))
+            batch = {"identity": identity.expand(b, -1, -1, -1),
                      "identity_lower": torch.from_numpy(ident_lower).to(dev).expand(b, -1, -1, -1),
                      "identity_aus": model.identity_au_mean[None].expand(b, -1),
                      "windows": stack(windows, group), "landmarks": stack(lmk, group), "masked_gt": to_image(stack(masked, group))}
