@@ -15,7 +15,11 @@ Differences from the released code, on purpose (README, model section):
   tokens, time as features, so it only accepts the clip length it was built for);
 - Identity/Audio-face are A·ref in [-1, 1] (the release multiplies a [-1, 1] image by 255);
 - the masked ground truth is dropped (zeroed) for a fraction of training samples so the same network
-  samples the full face (one-shot task) as well as inpainting the lower face (dubbing task).
+  samples the full face (one-shot task) as well as inpainting the lower face (dubbing task);
+- the UNet corrects the posterior mean under a prior centred on the Identity-face, and the ε-MSE is
+  weighted so its target has unit variance at every noise level (``renderer.precondition``,
+  ``prior_mean``, ``sigma_data``, ``loss_weighting``): with the authors' raw ε-UNet and plain ε-MSE the
+  x0 error at high noise weighs ~0, and a model overfitting one clip never learned to draw its face.
 """
 
 from __future__ import annotations
