@@ -73,6 +73,18 @@ def test_ablations_follow_their_step_and_switch_models(tmp_path):
     assert gpu[0].minutes == 5.0 and "model.image_size=64" not in gpu[0].overrides
 
 
+def test_ablations_can_be_chosen_by_name_and_a_typo_is_a_clear_error():
+    recipe = load_recipe("mftfg")
+    every = [p.variant for p in plan_steps(recipe, "tiny", ablations=True, gpu=False) if p.variant]
+    assert every == list(recipe.ablations) and len(every) > 2
+    chosen = plan_steps(recipe, "tiny", ablations=["full_face", "latent"], gpu=False)
+    assert [p.variant for p in chosen if p.variant] == ["latent", "full_face"]  # the recipe's order
+    assert [p.name for p in chosen if not p.variant] == [s.name for s in recipe.steps]
+    assert not any(p.variant for p in plan_steps(recipe, "tiny", ablations=[], gpu=False))
+    with pytest.raises(ConfigError, match="no ablation 'ful_face' \\(did you mean 'full_face'\\?\\)"):
+        plan_steps(recipe, "tiny", ablations=["ful_face"], gpu=False)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"steps": [{"name": "b", "needs": {"loss.x": "a"}}, {"name": "a"}]}, "do not come before"),
     ({"steps": [{"name": "a"}], "ablations": {"x": {"step": "a"}}}, "not a scored step"),
@@ -252,3 +264,30 @@ def test_ablation_view_is_rebuilt_from_run_records_in_the_store_and_in_bundles(t
     assert main(["bench", "leaderboard", "--from", str(bundles), "--format", "html", "--out", str(out)]) == 0
     check(out.read_text())
     assert "refused" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_mftfg_recipe_tiny_trains_its_chain_and_scores_on_a_dubbing_task(shards, tmp_path, monkeypatch, capsys):
+    """Seed 002's chain (au_classifier -> au_attention -> face_autoencoder -> mftfg) at the tiny preset, plus one
+    chosen ablation (the full-face sampling variant), scored on a dubbing task beside the built-ins. The whole
+    `--ablations` run is the same code with four more renderer variants (5.4 min on this machine; README)."""
+    from talkbench.app.cli import main
+    from talkbench.benchmark.tasks import load_task
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("TALKBENCH_ARTIFACT_ROOT", (tmp_path / "mlartifacts").as_uri())
+    args = ["recipe", "run", "mftfg", "--shards", str(shards), "--preset", "tiny", "--ablations", "full_face",
+            "--out", str(tmp_path / "work"), "--tasks-dir", str(tmp_path / "tasks"), "--metrics", "psnr",
+            "-o", "train.steps=2", "-o", "train.mlflow=false"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "$ talkbench train face_autoencoder --shards" in out and "model.diffusion.ddim_steps=4" in out
+    assert load_task("mftfg-tiny@1", tmp_path / "tasks").kind == "dubbing"
+    board = (tmp_path / "reports" / "leaderboards" / "mftfg-tiny-ablations.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip().split(":")[0] for r in rows] == ["**mftfg (tiny)** (full)", "full_face"]
+    assert all(r.split("|")[2].strip() == "1/1" for r in rows), board  # both sampling variants scored the clip
+    main_board = (tmp_path / "reports" / "leaderboards" / "mftfg-tiny.md").read_text()
+    for ref in ("builtin:ground-truth", "builtin:static-frame", "builtin:masked-input"):
+        assert ref in main_board

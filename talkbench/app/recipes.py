@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from talkbench.config import StrictModel, read_yaml, shipped_config
+from talkbench.config import StrictModel, did_you_mean, read_yaml, shipped_config
 from talkbench.errors import ConfigError, TalkbenchError
 from talkbench.registry import Registry
 
@@ -170,11 +170,26 @@ def _marker(work: Path, step: str) -> Path:
     return work / "_done" / f"train-{step}.json"
 
 
-def plan_steps(recipe: Recipe, preset: str, ablations: bool, gpu: bool, train_minutes: float | None = None,
-               extra: list[str] | None = None) -> list[StepPlan]:
-    """The steps in order, ablation variants right after the step they replace."""
+def chosen_ablations(recipe: Recipe, ablations: bool | Sequence[str]) -> list[str]:
+    """``True``: every ablation of the recipe; ``False``/empty: none; names: those (a typo is a clear error)."""
+    if ablations is True:
+        return list(recipe.ablations)
+    if not ablations:
+        return []
+    names = list(ablations)
+    unknown = [n for n in names if n not in recipe.ablations]
+    if unknown:
+        raise ConfigError(f"recipe {recipe.name!r} has no ablation {unknown[0]!r}"
+                          + did_you_mean(unknown[0], list(recipe.ablations)))
+    return names
+
+
+def plan_steps(recipe: Recipe, preset: str, ablations: bool | Sequence[str], gpu: bool,
+               train_minutes: float | None = None, extra: list[str] | None = None) -> list[StepPlan]:
+    """The steps in order, the chosen ablation variants right after the step they replace."""
     if preset not in recipe.presets:
         raise ConfigError(f"recipe {recipe.name!r} has no preset {preset!r}; presets: {', '.join(recipe.presets)}")
+    chosen = chosen_ablations(recipe, ablations)
     p = recipe.presets[preset]
     minutes_of = p.gpu_minutes if gpu else p.minutes
 
@@ -188,12 +203,11 @@ def plan_steps(recipe: Recipe, preset: str, ablations: bool, gpu: bool, train_mi
     plans = []
     for s in recipe.steps:
         plans.append(make(s.name, s.kind, s.model_name, s.overrides, s.score, None, s.name))
-        if ablations:
-            for vname, a in recipe.ablations.items():
-                if a.step == s.name:
-                    model = a.model or s.model_name
-                    base = s.overrides if model == s.model_name else []
-                    plans.append(make(f"{s.name}-{vname}", s.kind, model, [*base, *a.overrides], True, vname, s.name))
+        for vname, a in recipe.ablations.items():
+            if vname in chosen and a.step == s.name:
+                model = a.model or s.model_name
+                base = s.overrides if model == s.model_name else []
+                plans.append(make(f"{s.name}-{vname}", s.kind, model, [*base, *a.overrides], True, vname, s.name))
     return plans
 
 
@@ -411,7 +425,7 @@ class RecipeResult:
     leaderboards: dict[str, Path]
 
 
-def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablations: bool = False,
+def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablations: bool | Sequence[str] = False,
                task: str | None = None, out: str | Path | None = None, tasks_dir: str | Path | None = None,
                train_minutes: float | None = None, overrides: list[str] | None = None,
                metrics: list[str] | None = None, label: str | None = None, task_name: str | None = None,
@@ -440,7 +454,7 @@ def run_recipe(name: str | Path, shards: str | Path, preset: str = "tiny", ablat
     ctx.announce(f"score {sum(p.score for p in plans)} model(s) and {len(recipe.scoring.builtins)} reference(s) "
                  f"on {the_task.ref}")
     score(ctx, plans, the_task, tdir, metrics)
-    ctx.announce("leaderboard" + (" and ablation section" if ablations and recipe.ablations else ""))
+    ctx.announce("leaderboard" + (" and ablation section" if any(p.variant for p in plans) else ""))
     bench_runs.use_tracking(None)
     boards: dict[str, Path] = {}
     # the ablation section comes from the run records' recipe provenance (and the not-scored variants'
@@ -471,7 +485,9 @@ def register(sub: Any) -> None:
     run.add_argument("name", help=f"recipe name ({', '.join(recipe_names())}) or a recipe YAML")
     run.add_argument("--shards", required=True, help="prepared shards (talkbench prepare output)")
     run.add_argument("--preset", default="tiny", help="tiny (minutes on a CPU), small, paper (the published setup)")
-    run.add_argument("--ablations", action="store_true", help="also train and score the ablation variants")
+    run.add_argument("--ablations", nargs="?", const="all", default=None, metavar="NAMES",
+                     help="also train and score the ablation variants: all of them, or the comma-separated "
+                     "NAMES (see `talkbench recipe list`)")
     run.add_argument("--task", default=None, help="score on this existing task (default: one built from the "
                      "shards' test split)")
     run.add_argument("--out", default=None, help="work folder for checkpoints (default recipes/NAME-PRESET)")
@@ -495,7 +511,9 @@ def _list(args: Any) -> int:
 
 def _run(args: Any) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    res = run_recipe(args.name, args.shards, args.preset, args.ablations, args.task, args.out, args.tasks_dir,
+    ablations: bool | list[str] = (args.ablations == "all" or
+                                   [a.strip() for a in (args.ablations or "").split(",") if a.strip()])
+    res = run_recipe(args.name, args.shards, args.preset, ablations, args.task, args.out, args.tasks_dir,
                      args.train_minutes, args.override, metrics)
     md = res.leaderboards["md"]
     print("\n" + md.read_text(encoding="utf-8"))  # with its ablation section when there is one
