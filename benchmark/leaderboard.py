@@ -346,11 +346,6 @@ def profiles(board: Board) -> Profiles:
     return Profiles({r: {g: sum(v) / len(v) for g, v in gs.items()} for r, gs in scores.items()}, per_key)
 
 
-def group_scores(board: Board) -> dict[str, dict[str, float]]:
-    """Run id -> group -> mean normalised score over the group's headline keys (radar axes)."""
-    return profiles(board).scores
-
-
 RADAR_MAX = 1.25  # how far beyond the ground truth (1) the radar draws; the label gives the value
 
 
