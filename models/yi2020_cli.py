@@ -194,7 +194,7 @@ def train_face3d(shards: str, out: str, overrides: list[str]) -> int:
 # ---------------------------------------------------------------------------- recipe step
 def face3d_step(step: Any, ctx: Any) -> Path:
     """The ``face3d`` recipe step kind: ``talkbench train face3d`` (closed form) on the recipe's shards;
-    ``step.overrides`` are Yi2020Config fields (n_exp, n_id, face3d_ridge). Returns the artifact."""
+    ``step.overrides`` are Face3DConfig fields (n_exp, n_id, face3d_ridge). Returns the artifact."""
     from talkbench.models.face3d import ARTIFACT
 
     out = Path(ctx.work) / step.name

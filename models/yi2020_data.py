@@ -136,7 +136,7 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
         try:
             mfcc = frame_array(t.column("mfcc"), "mfcc").reshape(n, HOPS_PER_FRAME * MFCC_DIM)
         except ValueError:  # null rows (no audio features)
-            mfcc = np.zeros((n, 48), np.float32)
+            mfcc = np.zeros((n, HOPS_PER_FRAME * MFCC_DIM), np.float32)
         out.append(Target(lm.astype(np.float32), pose.astype(np.float32), valid, mfcc, crops, mats.astype(np.float64),
                           (int(h), int(w)), fov, None, c.get("speaker_id") or unit.clip_id))
     if not out:
