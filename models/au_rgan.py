@@ -36,6 +36,8 @@ class RecurrentFusion(nn.Module):
 
 
 class AURGAN(FusionGAN):
+    """AU-RGAN: the shared :class:`FusionGAN` with the recurrent (GRU/LSTM) fusion."""
+
     Config = AURGANConfig
     Fusion = RecurrentFusion
 

@@ -110,6 +110,8 @@ def atc_loss(pred: torch.Tensor, target: torch.Tensor, n_exp: int, cfg: AudioToP
 
 # ---------------------------------------------------------------------------- training (talkbench train)
 class AudioToPoseTrainLoss(AudioToPoseLossConfig):
+    """The ATC-net loss weights plus the face3d artifact that turns the shards' landmarks into targets."""
+
     face3d: str = Field("", description="the face3d artifact whose 70-d coefficients are the targets (talkbench "
                         "train face3d; the yi2020 recipe's face3d step); empty: fit one on the training split "
                         "(closed form; a yi2020 bundle then needs that same fit, so pass the artifact)")

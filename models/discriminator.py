@@ -11,6 +11,8 @@ from talkbench.models.layers import down, level_channels
 
 
 class DiscriminatorConfig(StrictModel):
+    """The ``model.discriminator`` section of the GAN generators (off: a generator trained on its losses alone)."""
+
     enabled: bool = True
     base_channels: int = Field(64, ge=1)
     levels: int = Field(3, ge=1)

@@ -334,6 +334,9 @@ class _GeneratorSide(nn.Module):
 
 
 class MemoryGANLossTrainConfig(MemoryGANLossConfig):
+    """The memory GAN's loss weights plus what ``talkbench train`` needs to build its inputs: the face3d
+    artifact and how its coefficients are rendered (``sketch``: the yi2020 recipe's ablation)."""
+
     face3d: str = Field("", description="the face3d artifact whose coefficients are rendered (talkbench train "
                         "face3d); empty: fit one on the training split (closed form)")
     render: Literal["shaded", "sketch"] = "shaded"

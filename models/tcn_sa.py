@@ -72,6 +72,8 @@ class TCNSAFusion(nn.Module):
 
 
 class TCNSA(FusionGAN):
+    """TCN-SA: the shared :class:`FusionGAN` with the dilated TCN self-attention fusion."""
+
     Config = TCNSAConfig
     Fusion = TCNSAFusion
 

@@ -32,6 +32,8 @@ class ExecutionConfig(StrictModel):
 
 
 class _Stages(StrictModel):
+    """The ``stages`` field, first in every pipeline config (the registry's sections follow it)."""
+
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES), description="stages in order; the "
                               "first must be decode. Columns of stages left out are written as nulls")
 
