@@ -19,7 +19,7 @@ from talkbench.errors import TalkbenchError
 from talkbench.models import face3d as f3
 from talkbench.models import mesh_render
 from talkbench.pipelines.stages.head import head_box_matrix  # one owner: the pipeline's head stage
-from talkbench.schema import FPS, HOPS_PER_FRAME, MFCC_DIM, SAMPLE_RATE
+from talkbench.schema import FPS, HOPS_PER_FRAME, MFCC_DIM, POSE_COLUMNS, SAMPLE_RATE
 
 
 # ---------------------------------------------------------------------------- a prepared target
@@ -102,7 +102,7 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
     index = ShardIndex(root)
     names = set(pq.read_schema(index.frame_files[0]).names)
     has_head = "head" in names and "head_matrix" in names  # schema >= 1.1; older shards: face crops only
-    cols = ["face_found", "landmarks", "yaw", "pitch", "roll", "tx", "ty", "tz", "mfcc", "align_matrix"]
+    cols = ["face_found", "landmarks", *POSE_COLUMNS, "mfcc", "align_matrix"]
     cols += (["face"] if images else []) + (["head_matrix"] + (["head"] if images else []) if has_head else [])
     clips = {c["clip_id"]: c for c in index.reader.clips(["clip_id", "speaker_id", "source_height",
                                                            "source_width", "rotation"]).to_pylist()}
@@ -112,7 +112,7 @@ def targets_from_shards(root: str | Path, split: str = "train", statuses: tuple[
         t = pq.ParquetFile(unit.path).read_row_group(unit.row_group, columns=cols)
         n = t.num_rows
         lm = frame_array(t.column("landmarks"), "landmarks")
-        pose = np.stack([t.column(c).to_numpy(zero_copy_only=False) for c in ("yaw", "pitch", "roll", "tx", "ty", "tz")], 1)
+        pose = np.stack([t.column(c).to_numpy(zero_copy_only=False) for c in POSE_COLUMNS], 1)
         valid = t.column("face_found").to_numpy(zero_copy_only=False).astype(bool) & np.isfinite(pose).all(1)
         valid &= np.isfinite(lm).all(axis=(1, 2))
         if valid.sum() < 2:
