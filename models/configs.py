@@ -39,10 +39,10 @@ def render(name: str) -> str:
 
 def main(argv: list[str]) -> int:
     from talkbench.io import atomic_write
-    from talkbench.models.registry import MODELS
+    from talkbench.models.registry import trainable_names
 
     stale = []
-    for name in (n for n, spec in MODELS.items() if spec.trainable):  # a bundle (yi2020) has no run config
+    for name in trainable_names():  # a bundle (yi2020) or a closed-form fit (face3d) has no run config
         path, text = ROOT / f"{name}.yaml", render(name)
         if path.is_file() and path.read_text() == text:
             continue
