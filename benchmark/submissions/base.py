@@ -13,7 +13,7 @@ import yaml
 
 from talkbench.benchmark.tasks import TaskItem, TaskManifest
 from talkbench.errors import ClipError, TalkbenchError
-from talkbench.io import sha256_file
+from talkbench.io import atomic_path, sha256_file
 
 #: Every per-clip error a submission can produce, with what it means.
 SUBMISSION_ERROR_KINDS: dict[str, str] = {
@@ -199,7 +199,9 @@ def write_au_sidecar(path: Path, aus: dict[str, np.ndarray]) -> Path:
     """``<clip>.aus.csv``: ``frame,AU..`` header, one row per frame (the form :func:`read_au_sidecar` reads)."""
     names = sorted(aus)
     table = np.column_stack([np.arange(len(aus[names[0]]))] + [np.asarray(aus[a], np.float64) for a in names])
-    np.savetxt(path, table, delimiter=",", header=",".join(["frame", *names]), comments="", fmt=["%d"] + ["%.6g"] * len(names))
+    with atomic_path(path) as tmp:  # a crash mid-write leaves no half sidecar for a re-score to read
+        np.savetxt(tmp, table, delimiter=",", header=",".join(["frame", *names]), comments="",
+                   fmt=["%d"] + ["%.6g"] * len(names))
     return path
 
 
