@@ -100,7 +100,8 @@ def test_bad_recipes_are_clear_errors(tmp_path, bad, message):
 def test_ablation_table_gives_each_variant_its_change_against_the_full_model():
     from types import SimpleNamespace
 
-    from talkbench.app.recipes import ablation_table
+    from talkbench.benchmark.board import ablation_sets
+    from talkbench.benchmark.leaderboard import ablation_markdown
 
     def entry(name, psnr, lmd, ok=2):
         vals = {"psnr": psnr, "lmd": lmd}
@@ -111,8 +112,9 @@ def test_ablation_table_gives_each_variant_its_change_against_the_full_model():
                             directions={"lmd": "lower", "psnr": "higher"},
                             entries=[entry("g (tiny)", 30.0, 2.0), entry("g-nod (tiny)", 28.5, 2.5),
                                      entry("g-noa (tiny)", float("nan"), 3.0, ok=1)])
-    text = ablation_table(board, {"g": "g (tiny)"}, {"g-nod (tiny)": ("g", "nod", "no disc"),
-                                                     "g-noa (tiny)": ("g", "noa", "no AU")})
+    sets = ablation_sets({"g": "g (tiny)"}, {"g-nod (tiny)": ("g", "nod", "no disc"),
+                                             "g-noa (tiny)": ("g", "noa", "no AU")})
+    text = ablation_markdown(board, sets, {})
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0] == "| variant | clips ok | lmd ↓ | psnr ↑ |"
     assert rows[1] == "| **g (tiny)** (full) | 2/2 | 2 | 30 |"

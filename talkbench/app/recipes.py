@@ -379,7 +379,7 @@ def score(ctx: RecipeContext, plans: list[StepPlan], task: Any, tasks_dir: Path 
                             recipes=recipes)
         except NothingScoredError as e:
             # a model too undertrained to draw a face (a tiny preset) is a result, not a crash: the
-            # recipe goes on, the ablation table says so, and nothing unscored reaches the leaderboard
+            # recipe goes on, the ablation section says so, and nothing unscored reaches the leaderboard
             ctx.echo(f"\n[not scored] {e}")
             for r in e.empty:
                 ctx.unscored[r.submission.name] = r.record.not_scored_reason
@@ -401,21 +401,6 @@ def recipe_infos(ctx: RecipeContext, plans: list[StepPlan], names: dict[str, str
                                description=ctx.recipe.ablations[p.variant].description if p.variant else "",
                                variants=variants[p.base])
             for p in plans if p.score}
-
-
-def ablation_table(board: Any, full: dict[str, str], variants: dict[str, tuple[str, str, str]],
-                   unscored: dict[str, str] | None = None) -> str:
-    """Markdown: each scored step, then its variants, with the value and the change against the full model.
-
-    ``board``: the task's leaderboard data (``benchmark.board.load_board``); ``full``: step -> leaderboard
-    name; ``variants``: leaderboard name -> (step, variant, description); ``unscored``: leaderboard name
-    -> "0/N (first error)" for submissions with no usable clip (not on the board, shown as such here).
-    Rendering is the leaderboard's (``benchmark.leaderboard.ablation_markdown``; the HTML board shows the same).
-    """
-    from talkbench.benchmark.board import ablation_sets
-    from talkbench.benchmark.leaderboard import ablation_markdown
-
-    return ablation_markdown(board, ablation_sets(full, variants), unscored or {})
 
 
 @dataclass
