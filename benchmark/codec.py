@@ -50,6 +50,7 @@ CODECS: dict[str, CodecSetting] = {
 
 
 def get_codec(name: str) -> CodecSetting:
+    """The named setting; an unknown name is a one-line error listing the known ones."""
     if name not in CODECS:
         raise ConfigError(f"codec setting {name!r}: known: {', '.join(CODECS)}")
     return CODECS[name]
@@ -86,6 +87,7 @@ CACHE_CLIPS = 8
 
 
 def reencode_cached(frames: np.ndarray, fps: float, setting: CodecSetting) -> np.ndarray:
+    """:func:`reencode` for the real videos, keyed by the frames' digest (the last ``CACHE_CLIPS`` kept)."""
     key = (setting.name, hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest())
     if key not in _CACHE:
         _CACHE[key] = reencode(frames, fps, setting)
