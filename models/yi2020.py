@@ -1,13 +1,12 @@
 """Seed 001 end to end: Yi et al. 2020 (arXiv 2002.10137), personalised head pose.
 
 Parts (each in its own module): ``face3d`` (linear face model, the 70-d target), ``mesh_render``
-(the rendered frames), ``audio_to_pose`` (ATC-net), ``memory_gan`` (rendered -> photo-real). This
-module holds what joins them:
+(the rendered frames), ``audio_to_pose`` (ATC-net), ``memory_gan`` (rendered -> photo-real), and
+``yi2020_data``, re-exported here: :class:`Target` (one video prepared with the pipeline's own functions:
+face tracking, pose, MFCC, plus a **head crop** per frame from one fixed box per clip that covers the
+face's motion; the aligned face crop removes roll, scale and translation, so pose would be invisible in
+it) and the renderer of (expression, pose) sequences into head crops. This module holds what joins them:
 
-* :class:`Target`: one video prepared with the pipeline's own functions (face tracking, pose, MFCC)
-  plus a **head crop** per frame from one fixed box per clip that covers the face's motion (the aligned
-  face crop removes roll, scale and translation, so pose would be invisible in it);
-* the renderer of (expression, pose) sequences into head crops;
 * short explicit training loops (nanoGPT style) for the general models on shards and for the
   fine-tuning on the first N frames of a target (:func:`personalize`);
 * :func:`generate`: audio -> expression + pose -> rendered head crops -> GAN -> frames (and full frames,
