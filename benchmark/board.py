@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from talkbench.benchmark.records import BOOKKEEPING_METRICS, RunRecord
+from talkbench.benchmark.records import BOOKKEEPING_METRICS, RecipeVariant, RunRecord
 from talkbench.benchmark.runs import (
     PREFIX,
     TAG_KIND,
@@ -83,28 +83,20 @@ class Entry:
 
 
 @dataclass
-class AblationVariant:
-    """One ablation variant: its leaderboard name, the variant's name and what it changes."""
-
-    name: str
-    variant: str
-    description: str = ""
-
-
-@dataclass
 class AblationSet:
     """A scored recipe step (the full model, by leaderboard name) and the variants that replace it."""
 
     step: str
     full: str
-    variants: list[AblationVariant] = field(default_factory=list)
+    variants: list[RecipeVariant] = field(default_factory=list)
 
 
 def ablation_sets(full: dict[str, str], variants: dict[str, tuple[str, str, str]]) -> list[AblationSet]:
     """``full``: step -> the full model's leaderboard name; ``variants``: leaderboard name -> (step, variant,
     description) (what ``recipe run --ablations`` knows) -> one set per step, variants in the given order."""
-    return [AblationSet(step, name, [AblationVariant(v, var, desc) for v, (s, var, desc) in variants.items()
-                                     if s == step]) for step, name in full.items()]
+    return [AblationSet(step, name, [RecipeVariant(name=v, variant=var, description=desc)
+                                     for v, (s, var, desc) in variants.items() if s == step])
+            for step, name in full.items()]
 
 
 def recipe_ablations(records: list[RunRecord]) -> list[AblationSet]:
@@ -119,9 +111,9 @@ def recipe_ablations(records: list[RunRecord]) -> list[AblationSet]:
         r = rec.recipe
         _, ab = found.setdefault((r.name, r.preset, r.step, r.full), (r.step_index, AblationSet(r.step, r.full)))
         known = {v.name for v in ab.variants}
-        planned = [AblationVariant(v.name, v.variant, v.description) for v in r.variants]
+        planned = list(r.variants)
         if r.variant is not None:
-            planned.append(AblationVariant(rec.submission.name, r.variant, r.description))
+            planned.append(RecipeVariant(name=rec.submission.name, variant=r.variant, description=r.description))
         for v in planned:
             if v.name not in known:
                 known.add(v.name)

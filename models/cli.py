@@ -109,6 +109,13 @@ def _train(args: argparse.Namespace) -> int:
                                        if getattr(args, flag) is not None]
     fit = MODELS.get(args.model).fit
     if fit is not None:  # a closed-form model (face3d): one pass, its own -o keys, no training loop
+        loop_flags = [f"--{flag.replace('_', '-')}" for flag in (*TRAIN_FLAGS, "config", "resume")
+                      if getattr(args, flag) is not None] + (["--print-config"] if args.print_config else [])
+        if loop_flags:
+            from talkbench.errors import TalkbenchError
+
+            raise TalkbenchError(f"{args.model} is fitted in closed form (no training loop), so "
+                                 f"{', '.join(loop_flags)} cannot be used; set its options with -o KEY=VALUE")
         return fit(args.shards, f"runs/{args.model}", list(args.override))
     cfg = load_run_config(args.model, args.config, overrides, shards=args.shards)
     if args.print_config:

@@ -105,6 +105,10 @@ def test_train_face3d_cli_reports_reconstruction(general, tmp_path, capsys):
     err = m.report["train_crop_px_error"]
     assert m.n_exp == 32 and err["identity_expression"] < err["mean_shape"]
     assert m.report["train_expression_explained"] >= 0.95
+    # a closed-form fit has no loop: loop flags are a clear error, never silently ignored
+    capsys.readouterr()
+    assert main(["train", "face3d", "--shards", str(shards), "--max-steps", "3", "--resume"]) == 2
+    assert "--max-steps, --resume cannot be used" in capsys.readouterr().err
 
 
 def test_head_box_covers_every_frame_of_the_clip():
