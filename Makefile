@@ -23,14 +23,15 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# two pytest workers, one per core; each test file stays on one worker (its module fixtures are built once)
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 test: lint unit
 
 # lint + the unit tests that neither read the real fixtures nor are marked slow (a quick inner loop)
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow and not fixtures"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not fixtures"
 
 # regenerate configs/pipeline.yaml and configs/models/*.yaml from the config classes
 configs: $(STAMP)
